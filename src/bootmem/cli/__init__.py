@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bootmem import __version__
-from bootmem.cli import boot, budget, images
+from bootmem.cli import boot, budget, images, listing
 from bootmem.errors import BootmemError
 
 Command = Callable[[argparse.Namespace], int]
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bootmem {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (boot, budget, images):
+    for module in (listing, images, boot, budget):
         module.register(subparsers)
     return parser
 

@@ -1,4 +1,4 @@
-"""`bootmem` subcommands: images."""
+"""`bootmem` subcommands: extract, create and diff."""
 
 from __future__ import annotations
 
