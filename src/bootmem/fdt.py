@@ -41,7 +41,7 @@ _NODE_NAME = re.compile(r"^[0-9A-Za-z,._+-]{1,31}(@[0-9A-Za-z,._+-]+)?$")
 _NOTFOUND = (libfdt.NOTFOUND,)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class MemoryRange:
     """RAM the device tree declares: bytes ``[start, end)`` from one ``/memory`` ``reg`` entry."""
 
@@ -53,8 +53,11 @@ class MemoryRange:
         """Bytes in the range."""
         return self.end - self.start
 
+    def __repr__(self) -> str:
+        return f"MemoryRange({self.start:#x}, {self.end:#x})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class InitrdRange:
     """Where the bootloader put the initrd: bytes ``[start, end)``, from ``/chosen``."""
 
@@ -66,8 +69,11 @@ class InitrdRange:
         """Bytes of the image; 0 when start equals end (Linux then has no initrd)."""
         return self.end - self.start
 
+    def __repr__(self) -> str:
+        return f"InitrdRange({self.start:#x}, {self.end:#x})"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ReservedRegion:
     """Memory the kernel must not allocate: bytes ``[start, end)``.
 
@@ -83,6 +89,9 @@ class ReservedRegion:
     def size(self) -> int:
         """Bytes in the region."""
         return self.end - self.start
+
+    def __repr__(self) -> str:
+        return f"ReservedRegion({self.name!r}, {self.start:#x}, {self.end:#x})"
 
 
 class DeviceTree:
@@ -345,13 +354,13 @@ class DeviceTree:
         cells, a bad node name or two nodes with the same name.  ``dtc -I dtb`` decompiles the
         result without warnings.
         """
-        for what, cells, least in (
-            ("address_cells", address_cells, 1),
-            ("size_cells", size_cells, 1),
-            ("initrd_cells", initrd_cells, 1),
+        for what, cells, most in (
+            ("address_cells", address_cells, _MAX_NCELLS),
+            ("size_cells", size_cells, _MAX_NCELLS),
+            ("initrd_cells", initrd_cells, 2),
         ):
-            if not least <= cells <= (2 if what == "initrd_cells" else _MAX_NCELLS):
-                raise FdtError(f"{what} {cells} is out of range")
+            if not 1 <= cells <= most:
+                raise FdtError(f"{what} {cells} is out of range (1 to {most})")
 
         def reg(start: int, end: int, what: str) -> bytes:
             if end <= start or start < 0:
@@ -402,9 +411,9 @@ class DeviceTree:
                             raise FdtError(f"reserved-memory node name {full!r} is not a valid node name")
                         with sw.add_node(_unique(full, names)):
                             sw.property("reg", reg(start, end, f"reserved-memory {full}"))
+        # The writer's buffer is larger than the tree; fdt_finish set totalsize to the tree's end.
         fdt = sw.as_fdt()
-        blob = bytes(fdt.as_bytearray()[: fdt.totalsize()])
-        return blob
+        return bytes(fdt.as_bytearray()[: fdt.totalsize()])
 
 
 def _is_memory_node(name: str) -> bool:
