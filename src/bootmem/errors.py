@@ -152,3 +152,10 @@ class TmpfsNoSpaceError(TmpfsError):
 
 class BootError(BootmemError):
     """A machine or handoff that cannot be booted at all (not an unpacking failure, which is logged)."""
+
+
+# --- mm (leases) ----------------------------------------------------------------------------
+
+
+class LeaseClosedError(AllocatorError, ValueError):
+    """Use of a lease after ``close()``, or after ``release_reserved`` took its range back."""
