@@ -1,0 +1,459 @@
+"""Initramfs images from a directory or from a ``gen_init_cpio`` manifest, reproducibly.
+
+An image is written as a stream: an optional uncompressed *early* segment (one newc/crc
+archive per early directory, as distributions prepend CPU microcode), then the main archive,
+raw or compressed with any compression of :mod:`bootmem.initramfs.compress`.  Nothing is built
+in memory beyond one chunk of a file's data.
+
+Reproducibility: entries come in bytewise-sorted order of their names, inode numbers are
+assigned in that order from 1 (a hardlink group shares its first member's), ``c_devmajor`` and
+``c_devminor`` are 0, directory link counts are computed (2 + subdirectories) rather than taken
+from the host, and ``SOURCE_DATE_EPOCH``, when set, clamps every mtime.  Hardlinks (same
+``(st_dev, st_ino)``) are written as GNU cpio writes them for newc: every name of the group
+with the shared ``c_ino`` and ``c_nlink``, data on the last name only, size 0 on the others;
+init/initramfs.c (``maybe_link``) and ``cpio -i`` both rebuild one inode from that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO, Protocol
+
+from bootmem.errors import CpioError, UsageError
+from bootmem.initramfs.cpio import (
+    HEADER_SIZE,
+    TRAILER,
+    Entry,
+    Format,
+    data_checksum,
+    pack_header,
+    pad4,
+)
+
+CHUNK = 1 << 20
+_NUL4 = b"\0\0\0\0"
+
+
+# --- what to write --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One entry to write: its header fields and, for a regular file with data, the host file.
+
+    ``path`` is ``None`` for entries without data (directories, devices, the size-0 names of
+    a hardlink group); a symlink's data is ``entry.linkname``.
+    """
+
+    entry: Entry
+    path: str | None = None
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` as an int, or ``None`` when unset (reproducible-builds.org)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH is not an integer: {value!r}") from None
+
+
+def scan_directory(root: str | os.PathLike[str]) -> list[Source]:
+    """The entries for the tree under ``root`` (not ``root`` itself), sorted bytewise by name.
+
+    Regular files, directories, symlinks, character and block devices (with ``rdev``), fifos
+    and sockets are kept with their mode, uid and gid.  See the module's docstring for the
+    inode numbers, hardlinks and ``SOURCE_DATE_EPOCH``.
+    """
+    top = os.fsencode(os.fspath(root))
+    if not os.path.isdir(top):
+        raise UsageError(f"not a directory: {os.fsdecode(top)!r}")
+    found: list[tuple[bytes, os.stat_result]] = []
+    stack = [b""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(top, rel) if rel else top) as it:
+            for d in it:
+                name = rel + b"/" + d.name if rel else d.name
+                st = d.stat(follow_symlinks=False)
+                found.append((name, st))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(name)
+    found.sort(key=lambda item: item[0])
+    clamp = source_date_epoch()
+    subdirs: dict[bytes, int] = {}
+    for name, st in found:
+        if stat.S_ISDIR(st.st_mode):
+            parent = name.rpartition(b"/")[0]
+            subdirs[parent] = subdirs.get(parent, 0) + 1
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (_, st) in enumerate(found):
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+            groups.setdefault((st.st_dev, st.st_ino), []).append(i)
+    ino_of: dict[int, int] = {}
+    nlink_of: dict[int, int] = {}
+    last_of_group: set[int] = set()
+    for members in groups.values():
+        for i in members:
+            ino_of[i] = members[0] + 1
+            nlink_of[i] = len(members)
+        last_of_group.add(members[-1])
+    sources: list[Source] = []
+    for i, (name, st) in enumerate(found):
+        mode = st.st_mode
+        mtime = int(st.st_mtime)
+        if clamp is not None:
+            mtime = min(mtime, clamp)
+        host = os.path.join(top, name)
+        linkname = None
+        size = 0
+        path: str | None = None
+        nlink = 2 + subdirs.get(name, 0) if stat.S_ISDIR(mode) else nlink_of.get(i, 1)
+        if stat.S_ISLNK(mode):
+            linkname = os.fsdecode(os.readlink(host))
+        elif stat.S_ISREG(mode) and (i in last_of_group or i not in ino_of):
+            size = st.st_size
+            path = os.fsdecode(host) if size else None
+        rdev = (
+            (os.major(st.st_rdev), os.minor(st.st_rdev))
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else (0, 0)
+        )
+        entry = Entry(
+            name=os.fsdecode(name),
+            c_mode=mode,
+            c_ino=ino_of.get(i, i + 1),
+            c_uid=st.st_uid,
+            c_gid=st.st_gid,
+            c_nlink=nlink,
+            c_mtime=max(mtime, 0),
+            c_filesize=size,
+            c_rdevmajor=rdev[0],
+            c_rdevminor=rdev[1],
+            linkname=linkname,
+        )
+        sources.append(Source(entry, path))
+    return sources
+
+
+# --- gen_init_cpio manifests ------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([^}]+)\}")
+_ARITY = {"file": (5, None), "dir": (4, 4), "nod": (7, 7), "slink": (5, 5), "pipe": (4, 4), "sock": (4, 4)}
+_TYPE_BITS = {"dir": stat.S_IFDIR, "pipe": stat.S_IFIFO, "sock": stat.S_IFSOCK, "slink": stat.S_IFLNK}
+
+
+def parse_manifest(lines: Iterable[str], *, where: str = "manifest") -> list[Source]:
+    """Entries from a manifest in the syntax of the kernel's ``usr/gen_init_cpio.c``::
+
+        file <name> <location> <mode> <uid> <gid> [<hard links>]
+        dir <name> <mode> <uid> <gid>
+        nod <name> <mode> <uid> <gid> <dev_type> <maj> <min>
+        slink <name> <target> <mode> <uid> <gid>
+        pipe <name> <mode> <uid> <gid>
+        sock <name> <mode> <uid> <gid>
+
+    ``#`` starts a comment line; blank lines are ignored.  As in gen_init_cpio, one leading
+    ``/`` of a name is dropped, ``<mode>`` is octal, ``${VAR}`` in a ``<location>`` is replaced
+    from the environment, a relative location is relative to the current directory, entries
+    keep the manifest's order, and a ``file`` with hard links is written once per name with the
+    data on the last.  mtimes: a file's own (clamped by ``SOURCE_DATE_EPOCH``), else
+    ``SOURCE_DATE_EPOCH`` or 0.  Errors are :class:`UsageError` naming ``where`` and the line.
+    """
+    clamp = source_date_epoch()
+    default_mtime = clamp if clamp is not None else 0
+    sources: list[Source] = []
+    ino = 0
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+
+        def fail(message: str, lineno: int = lineno) -> UsageError:
+            return UsageError(f"{where}:{lineno}: {message}")
+
+        words = line.split()  # gen_init_cpio reads fields with sscanf("%s"): no quoting
+        kind, args = words[0], words[1:]
+        if kind not in _ARITY:
+            raise fail(f"unknown type {kind!r} (file, dir, nod, slink, pipe, sock)")
+        low, high = _ARITY[kind]
+        if len(args) < low or (high is not None and len(args) > high):
+            raise fail(f"{kind} takes {low} fields, got {len(args)}: {line!r}")
+        name = args[0][1:] if args[0].startswith("/") else args[0]
+
+        def number(text: str, what: str, base: int = 10) -> int:
+            try:
+                value = int(text, base)
+            except ValueError:
+                raise fail(f"bad {what} {text!r}") from None
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise fail(f"{what} {text!r} out of range")
+            return value
+
+        ino += 1
+        if kind == "file":
+            location = _ENV.sub(lambda m: os.environ.get(m.group(1), ""), args[1])
+            mode, uid, gid = number(args[2], "mode", 8), number(args[3], "uid"), number(args[4], "gid")
+            try:
+                st = os.stat(location)
+            except OSError as exc:
+                raise fail(f"cannot stat {location!r}: {exc.strerror}") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise fail(f"{location!r} is not a regular file")
+            mtime = int(st.st_mtime) if clamp is None else min(int(st.st_mtime), clamp)
+            names = [name] + [n[1:] if n.startswith("/") else n for n in args[5:]]
+            for k, each in enumerate(names):
+                last = k == len(names) - 1
+                entry = Entry(
+                    name=each,
+                    c_mode=stat.S_IFREG | (mode & 0o7777),
+                    c_ino=ino,
+                    c_uid=uid,
+                    c_gid=gid,
+                    c_nlink=len(names),
+                    c_mtime=max(mtime, 0),
+                    c_filesize=st.st_size if last else 0,
+                )
+                sources.append(Source(entry, location if last and st.st_size else None))
+            continue
+        if kind == "slink":
+            target = args[1]
+            mode, uid, gid = number(args[2], "mode", 8), number(args[3], "uid"), number(args[4], "gid")
+            entry = Entry(
+                name, stat.S_IFLNK | (mode & 0o7777), ino, uid, gid, 1, default_mtime, linkname=target
+            )
+        elif kind == "nod":
+            mode, uid, gid = number(args[1], "mode", 8), number(args[2], "uid"), number(args[3], "gid")
+            dev_type = args[4]
+            if dev_type not in ("b", "c"):
+                raise fail(f"bad device type {dev_type!r} (b or c)")
+            ftype = stat.S_IFBLK if dev_type == "b" else stat.S_IFCHR
+            entry = Entry(
+                name,
+                ftype | (mode & 0o7777),
+                ino,
+                uid,
+                gid,
+                1,
+                default_mtime,
+                c_rdevmajor=number(args[5], "major"),
+                c_rdevminor=number(args[6], "minor"),
+            )
+        else:
+            mode, uid, gid = number(args[1], "mode", 8), number(args[2], "uid"), number(args[3], "gid")
+            nlink = 2 if kind == "dir" else 1
+            entry = Entry(name, _TYPE_BITS[kind] | (mode & 0o7777), ino, uid, gid, nlink, default_mtime)
+        sources.append(Source(entry))
+    return sources
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> Any: ...
+
+
+class _Sink:
+    """Buffers small writes into chunks for the compressor (or the file), counting bytes out."""
+
+    def __init__(self, out: _Writable, compressor: Any | None) -> None:
+        self._out = out
+        self._comp = compressor
+        self._buf = bytearray()
+        self.position = 0  # uncompressed bytes accepted
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.position += len(data)
+        if len(data) >= CHUNK:
+            self._drain()
+            self._emit(data)
+            return
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._buf:
+            self._emit(bytes(self._buf))
+            self._buf.clear()
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if self._comp is None:
+            self._out.write(data)
+        else:
+            out = self._comp.compress(data)
+            if out:
+                self._out.write(out)
+
+    def close(self) -> None:
+        self._drain()
+        if self._comp is not None:
+            tail = self._comp.flush()
+            if tail:
+                self._out.write(tail)
+
+
+def write_archive(sink: _Sink, sources: Iterable[Source], format: Format) -> None:
+    """One cpio archive of ``sources`` and its trailer, streamed into ``sink``."""
+    for src in sources:
+        _write_entry(sink, src, format)
+    _write_entry(sink, Source(Entry(name=TRAILER, c_mode=0, c_nlink=1)), format)
+
+
+def _write_entry(sink: _Sink, src: Source, format: Format) -> None:
+    entry = src.entry
+    name = os.fsencode(entry.name) + b"\0"
+    if entry.format != format:
+        entry = Entry(**{**_fields(entry), "format": format})
+    if entry.issym():
+        payload = os.fsencode(entry.linkname or "")
+        header = pack_header(entry, namesize=len(name), filesize=len(payload))
+        sink.write(
+            header + name + _NUL4[: pad4(HEADER_SIZE + len(name))] + payload + _NUL4[: pad4(len(payload))]
+        )
+        return
+    size = entry.c_filesize if src.path is not None else 0
+    check = 0
+    if format == "crc" and src.path is not None:
+        check = _sum_file(src.path, size)
+    header = pack_header(entry, namesize=len(name), filesize=size, check=check)
+    sink.write(header + name + _NUL4[: pad4(HEADER_SIZE + len(name))])
+    if src.path is not None and size:
+        _copy_file(sink, src.path, size)
+        sink.write(_NUL4[: pad4(size)])
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    return {f: getattr(entry, f) for f in entry.__dataclass_fields__}
+
+
+def _chunks(path: str, size: int) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of ``path``; :class:`CpioError` if it changed size meanwhile."""
+    left = size
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while left:
+            chunk = os.read(fd, min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)
+    if left:
+        raise CpioError(f"{path!r} shrank while being archived: {left} of {size} bytes missing")
+
+
+def _sum_file(path: str, size: int) -> int:
+    total = 0
+    for chunk in _chunks(path, size):
+        total = data_checksum(chunk, total)
+    return total
+
+
+def _copy_file(sink: _Sink, path: str, size: int) -> None:
+    for chunk in _chunks(path, size):
+        sink.write(chunk)
+
+
+def parse_compression(spec: str, level: int | None = None) -> tuple[str, int | None]:
+    """``"zstd:19"`` -> ``("zstd", 19)``; ``level``, when given, wins over the suffix."""
+    name, sep, lvl = spec.partition(":")
+    if sep and level is None:
+        try:
+            level = int(lvl)
+        except ValueError:
+            raise UsageError(f"bad compression level {lvl!r} in {spec!r}") from None
+    return name.strip().lower() or "none", level
+
+
+def create_image(
+    out: BinaryIO | str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | Iterable[str] | None = None,
+    format: Format = "newc",
+    compression: str = "none",
+    level: int | None = None,
+    early: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+) -> int:
+    """Write an initramfs image to ``out`` (a binary stream, or a path created or replaced).
+
+    Exactly one of ``root`` (a directory, see :func:`scan_directory`) and ``manifest`` (a
+    path, or the lines of a ``gen_init_cpio`` manifest, see :func:`parse_manifest`) gives the
+    main archive, in ``format`` (``newc`` or ``crc``), compressed with ``compression``
+    (``"none"``, a name from :mod:`bootmem.initramfs.compress`, optionally ``"name:level"``) at
+    ``level``.  ``early``, a directory or several, is written first, each as its own
+    uncompressed archive padded with NULs to 4 bytes, as distributions prepend microcode.
+
+    Returns the bytes written.  Raises :class:`UsageError` for bad arguments or manifest lines,
+    :class:`CpioError` for a value that does not fit a header; a path ``out`` is removed on error.
+    """
+    if (root is None) == (manifest is None):
+        raise UsageError("give exactly one of a directory and a manifest")
+    if format not in ("newc", "crc"):
+        raise UsageError(f"unknown cpio format {format!r} (newc or crc)")
+    name, level = parse_compression(compression, level)
+    compressor = None
+    if name != "none":
+        from bootmem.initramfs.compress import open_compressor
+
+        compressor = open_compressor(name, level)
+    if root is not None:
+        sources = scan_directory(root)
+    elif isinstance(manifest, (str, os.PathLike)):
+        with open(manifest, encoding="utf-8", errors="surrogateescape") as f:
+            sources = parse_manifest(f, where=os.fspath(manifest))
+    else:
+        assert manifest is not None
+        sources = parse_manifest(manifest)
+    early_dirs: list[str | os.PathLike[str]] = []
+    if isinstance(early, (str, os.PathLike)):
+        early_dirs = [early]
+    elif early is not None:
+        early_dirs = list(early)
+    early_sources = [scan_directory(d) for d in early_dirs]
+
+    if isinstance(out, (str, os.PathLike)):
+        try:
+            with open(out, "wb") as f:
+                return _write_image(f, sources, format, compressor, early_sources)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(out)
+            raise
+    return _write_image(out, sources, format, compressor, early_sources)
+
+
+def _write_image(
+    out: IO[bytes], sources: list[Source], format: Format, compressor: Any | None, early: list[list[Source]]
+) -> int:
+    counter = _Counting(out)
+    for archive in early:
+        raw = _Sink(counter, None)
+        write_archive(raw, archive, format)
+        raw.close()
+        counter.write(_NUL4[: pad4(counter.position)])
+    sink = _Sink(counter, compressor)
+    write_archive(sink, sources, format)
+    sink.close()
+    return counter.position
+
+
+class _Counting:
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.position = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._out.write(data)
+        self.position += len(data)
+        return len(data)
