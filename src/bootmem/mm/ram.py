@@ -196,7 +196,8 @@ class PhysicalMemory:
         if not 0 <= fill <= 0xFF:
             raise ValueError(f"fill byte {fill:#x} is not in 0..0xff")
         with self._lock:
-            punch_hole(self._fd, align_up(offset, _HOST_PAGE), align_down(offset + n, _HOST_PAGE))
+            hole_start = align_up(offset, _HOST_PAGE)
+            punch_hole(self._fd, hole_start, align_down(offset + n, _HOST_PAGE) - hole_start)
             self._pending.remove(offset, offset + n)
             self._pending.add(offset, offset + n, fill)
 

@@ -1,0 +1,101 @@
+"""Leases: a release while someone still holds the bytes is refused and changes nothing."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from bootmem.errors import LeaseClosedError, NotReservedError, RegionBusyError
+from bootmem.mm import PAGE_SIZE, PageAllocator
+
+from .conftest import page
+
+
+@pytest.fixture
+def leased(pa: PageAllocator) -> PageAllocator:
+    pa.reserve(page(8), page(16), "initrd")
+    return pa
+
+
+def test_lease_reads_and_writes_reserved_bytes(leased: PageAllocator) -> None:
+    lease = leased.lease(page(8) + 0x10, page(9), owner="unpack")
+    view = lease.view
+    assert len(view) == PAGE_SIZE - 0x10
+    view[:6] = b"070701"
+    assert leased.memory.read(page(8) + 0x10, 6) == b"070701"
+    view.release()
+    lease.close()
+    assert lease.closed
+    with pytest.raises(LeaseClosedError, match="'unpack'"):
+        _ = lease.view
+
+
+def test_release_refused_while_view_lives(leased: PageAllocator) -> None:
+    lease = leased.lease(page(8), page(16), owner="unpack")
+    view = lease.view
+    before = (leased.stats(), leased.reserved_regions())
+    with pytest.raises(RegionBusyError) as info:
+        leased.release_reserved(page(8), page(16))
+    message = str(info.value)
+    assert "[0x80008000, 0x80010000)" in message and "'unpack'" in message
+    assert (leased.stats(), leased.reserved_regions()) == before
+    assert not lease.closed
+    view[0] = 1  # still usable
+    del view
+    assert leased.release_reserved(page(8), page(16)) == 8
+    assert lease.closed
+
+
+def test_release_refused_while_slice_lives(leased: PageAllocator) -> None:
+    lease = leased.lease(page(8), page(16), owner="unpack")
+    header = lease.view[:110]
+    with pytest.raises(RegionBusyError):
+        leased.release_reserved(page(10), page(11))
+    del header
+    gc.collect()
+    assert leased.release_reserved(page(10), page(11)) == 1
+
+
+def test_release_outside_lease_is_allowed(leased: PageAllocator) -> None:
+    lease = leased.lease(page(8), page(10), owner="unpack")
+    view = lease.view
+    assert leased.release_reserved(page(12), page(16)) == 4
+    assert not lease.closed
+    view.release()
+
+
+def test_busy_refusal_is_atomic_across_leases(leased: PageAllocator) -> None:
+    idle = leased.lease(page(8), page(9), owner="idle")
+    busy = leased.lease(page(12), page(13), owner="busy")
+    held = busy.view
+    with pytest.raises(RegionBusyError, match="'busy'"):
+        leased.release_reserved(page(8), page(16))
+    assert not idle.closed
+    idle.view[:2] = b"ok"  # remapped on demand
+    assert leased.memory.read(page(8), 2) == b"ok"
+    held.release()
+    assert leased.release_reserved(page(8), page(16)) == 8
+    assert idle.closed and busy.closed
+
+
+def test_close_refused_while_view_lives(leased: PageAllocator) -> None:
+    lease = leased.lease(page(8), page(9), owner="unpack")
+    view = lease.view
+    with pytest.raises(RegionBusyError, match="'unpack'"):
+        lease.close()
+    view.release()
+    lease.close()
+    assert leased.leases() == []
+
+
+def test_context_manager(leased: PageAllocator) -> None:
+    with leased.lease(page(8), page(9), owner="unpack") as lease:
+        assert bytes(lease.view[:1]) == b"\0"
+    assert lease.closed
+    assert leased.leases() == []
+
+
+def test_lease_needs_reserved_range(leased: PageAllocator) -> None:
+    with pytest.raises(NotReservedError, match=r"\[0x80010000, 0x80011000\) is not reserved"):
+        leased.lease(page(15), page(17), owner="unpack")
