@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bootmem.errors import (
@@ -168,7 +170,7 @@ def test_events(pa: PageAllocator) -> None:
         ("free", got, 2, "rootfs"),
         ("release", pfn(8), 2, "initrd"),
     ]
-    assert all(a.time <= b.time for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a.time <= b.time for a, b in itertools.pairwise(seen))
 
 
 def test_callback_may_query_allocator(pa: PageAllocator) -> None:

@@ -16,10 +16,10 @@ def spans(rl: RegionList[str]) -> list[tuple[int, int, str]]:
 def test_reserve_simple() -> None:
     """One region is listed as given::
 
-        |        +--------------+         |
-        |        |      r1      |         |
-        +--------+--------------+---------+
-                 0x1000         0x3000
+    |        +--------------+         |
+    |        |      r1      |         |
+    +--------+--------------+---------+
+             0x1000         0x3000
     """
     mb = Memblock()
     assert mb.reserve(0x1000, 0x3000, "r1") == 0x2000
@@ -31,10 +31,10 @@ def test_reserve_simple() -> None:
 def test_reserve_disjoint() -> None:
     """Two regions that do not touch stay two, sorted::
 
-        |   +-----+          +-----+      |
-        |   | r2  |          | r1  |      |
-        +---+-----+----------+-----+------+
-            0x1000 0x2000    0x5000 0x6000
+    |   +-----+          +-----+      |
+    |   | r2  |          | r1  |      |
+    +---+-----+----------+-----+------+
+        0x1000 0x2000    0x5000 0x6000
     """
     mb = Memblock()
     mb.reserve(0x5000, 0x6000, "r")
@@ -46,13 +46,13 @@ def test_reserve_disjoint() -> None:
 def test_reserve_overlap_top() -> None:
     """A region overlapping the top of another merges with it::
 
-        |      +--------+              |
-        |      |   r1   |              |
-        |          +---------+         |
-        |          |   r2    |         |
-        +------+---+----+----+---------+
-               0x1000   0x3000
-                   0x2000    0x4000
+    |      +--------+              |
+    |      |   r1   |              |
+    |          +---------+         |
+    |          |   r2    |         |
+    +------+---+----+----+---------+
+           0x1000   0x3000
+               0x2000    0x4000
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x3000, "r")
@@ -64,13 +64,13 @@ def test_reserve_overlap_top() -> None:
 def test_reserve_overlap_bottom() -> None:
     """A region overlapping the bottom of another merges with it::
 
-        |          +---------+         |
-        |          |   r1    |         |
-        |      +--------+              |
-        |      |   r2   |              |
-        +------+---+----+----+---------+
-               0x1000   0x3000
-                   0x2000    0x4000
+    |          +---------+         |
+    |          |   r1    |         |
+    |      +--------+              |
+    |      |   r2   |              |
+    +------+---+----+----+---------+
+           0x1000   0x3000
+               0x2000    0x4000
     """
     mb = Memblock()
     mb.reserve(0x2000, 0x4000, "r")
@@ -82,13 +82,13 @@ def test_reserve_overlap_bottom() -> None:
 def test_reserve_within() -> None:
     """A region inside another adds nothing::
 
-        |     +-------------------+    |
-        |     |        r1         |    |
-        |          +-------+           |
-        |          |  r2   |           |
-        +-----+----+-------+------+----+
-              0x1000       0x3000
-                   0x2000         0x4000
+    |     +-------------------+    |
+    |     |        r1         |    |
+    |          +-------+           |
+    |          |  r2   |           |
+    +-----+----+-------+------+----+
+          0x1000       0x3000
+               0x2000         0x4000
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x4000, "r")
@@ -99,9 +99,9 @@ def test_reserve_within() -> None:
 def test_reserve_twice() -> None:
     """The same region twice is listed once::
 
-        |     +---------+     |
-        |     | r1 = r2 |     |
-        +-----+---------+-----+
+    |     +---------+     |
+    |     | r1 = r2 |     |
+    +-----+---------+-----+
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x2000, "r")
@@ -112,9 +112,9 @@ def test_reserve_twice() -> None:
 def test_reserve_adjacent_merges_same_name_only() -> None:
     """Touching regions merge when their names agree, and stay apart otherwise::
 
-        |  +----+----+----+  |
-        |  | a  | a  | b  |  |
-        +--+----+----+----+--+
+    |  +----+----+----+  |
+    |  | a  | a  | b  |  |
+    +--+----+----+----+--+
     """
     rl: RegionList[str] = RegionList()
     rl.add(0x1000, 0x2000, "a")
@@ -127,11 +127,11 @@ def test_reserve_adjacent_merges_same_name_only() -> None:
 def test_reserve_overlap_keeps_first_name() -> None:
     """Overlapping regions of different names: covered bytes keep the first name::
 
-        |  +---------+          |
-        |  | initrd  |          |
-        |       +---------+     |
-        |       |   dtb   |     |
-        +--+----+----+----+-----+
+    |  +---------+          |
+    |  | initrd  |          |
+    |       +---------+     |
+    |       |   dtb   |     |
+    +--+----+----+----+-----+
     """
     rl: RegionList[str] = RegionList()
     rl.add(0x1000, 0x3000, "initrd")
@@ -142,11 +142,11 @@ def test_reserve_overlap_keeps_first_name() -> None:
 def test_reserve_bridges_a_gap() -> None:
     """A region spanning the gap between two merges all three::
 
-        |  +----+     +----+   |
-        |  | r1 |     | r2 |   |
-        |     +----------+     |
-        |     |    r3    |     |
-        +--+--+-+-----+--+-+---+
+    |  +----+     +----+   |
+    |  | r1 |     | r2 |   |
+    |     +----------+     |
+    |     |    r3    |     |
+    +--+--+-+-----+--+-+---+
     """
     rl: RegionList[str] = RegionList()
     rl.add(0x1000, 0x2000, "r")
@@ -158,9 +158,9 @@ def test_reserve_bridges_a_gap() -> None:
 def test_free_simple() -> None:
     """Freeing a whole region removes it::
 
-        |  +----+   |      |         |
-        |  | r1 |   |  ->  |         |
-        +--+----+---+      +---------+
+    |  +----+   |      |         |
+    |  | r1 |   |  ->  |         |
+    +--+----+---+      +---------+
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x2000, "r1")
@@ -171,10 +171,10 @@ def test_free_simple() -> None:
 def test_free_within_splits() -> None:
     """Freeing the middle of a region leaves two::
 
-        |  +------------+  |      |  +---+    +---+  |
-        |  |     r1     |  |  ->  |  |r1 |    |r1 |  |
-        +--+---+----+---+--+      +--+---+----+---+--+
-               0x2000 0x3000
+    |  +------------+  |      |  +---+    +---+  |
+    |  |     r1     |  |  ->  |  |r1 |    |r1 |  |
+    +--+---+----+---+--+      +--+---+----+---+--+
+           0x2000 0x3000
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x4000, "r1")
@@ -185,10 +185,10 @@ def test_free_within_splits() -> None:
 def test_free_overlap_top_and_bottom() -> None:
     """Freeing a range that straddles two regions trims both::
 
-        |  +----+  +----+  |      |  +--+      +--+  |
-        |  | r1 |  | r2 |  |  ->  |  |r1|      |r2|  |
-        |    +--------+    |      |                  |
-        +----+--------+----+      +------------------+
+    |  +----+  +----+  |      |  +--+      +--+  |
+    |  | r1 |  | r2 |  |  ->  |  |r1|      |r2|  |
+    |    +--------+    |      |                  |
+    +----+--------+----+      +------------------+
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x3000, "r1")
@@ -201,9 +201,9 @@ def test_free_overlap_top_and_bottom() -> None:
 def test_free_absent() -> None:
     """Freeing a range that holds no region changes nothing::
 
-        |  +----+        |
-        |  | r1 |  xxxx  |
-        +--+----+--------+
+    |  +----+        |
+    |  | r1 |  xxxx  |
+    +--+----+--------+
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x2000, "r1")
@@ -218,7 +218,7 @@ def test_queries() -> None:
     assert rl.covers(0x1000, 0x2000)
     assert not rl.covers(0x1000, 0x3001)
     assert rl.gaps(0x0, 0x5000) == [(0x0, 0x1000), (0x2000, 0x3000), (0x4000, 0x5000)]
-    assert rl.intersects(0x1fff, 0x2000)
+    assert rl.intersects(0x1FFF, 0x2000)
     assert not rl.intersects(0x2000, 0x3000)
     assert [r.name for r in rl.overlapping(0x1800, 0x3001)] == ["a", "b"]
     assert "0x1000" in repr(rl)

@@ -74,9 +74,7 @@ def test_discard_unaligned_keeps_neighbours(ram: PhysicalMemory) -> None:
     assert ram.read(BASE + PAGE_SIZE + 9, 2) == b"\xaay"
 
 
-@pytest.mark.parametrize(
-    ("addr", "n"), [(BASE - 1, 2), (BASE + 16 * PAGE_SIZE - 1, 2), (BASE, -1), (0, 1)]
-)
+@pytest.mark.parametrize(("addr", "n"), [(BASE - 1, 2), (BASE + 16 * PAGE_SIZE - 1, 2), (BASE, -1), (0, 1)])
 def test_out_of_range(ram: PhysicalMemory, addr: int, n: int) -> None:
     with pytest.raises(InvalidRangeError, match=r"0x8000"):
         ram.read(addr, n)

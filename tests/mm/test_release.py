@@ -79,10 +79,10 @@ def test_aligned_policies_agree(pa: PageAllocator) -> None:
 def test_shared_page_stays_reserved_until_both_released(pa: PageAllocator) -> None:
     """The device tree in the initrd's last page keeps that page reserved::
 
-        page   4    5    6    7    8
-               |  initrd      |dtb|
-               +--------------+---+
-                         shared page 7
+    page   4    5    6    7    8
+           |  initrd      |dtb|
+           +--------------+---+
+                     shared page 7
     """
     pa.reserve(page(4), page(7) + 0x800, "initrd")
     pa.reserve(page(7) + 0x800, page(8), "dtb")
