@@ -307,6 +307,9 @@ class CpioReader:
     With ``strict=False`` the entries init/initramfs.c skips are skipped here too, and
     counted in :attr:`skipped`: a ``c_namesize`` of 0 or over ``PATH_MAX``, and a symlink
     whose target is over ``PATH_MAX`` bytes.  Strict (the default) raises instead.
+
+    ``where``, when given, is appended to every offset in error messages (say
+    ``" of the zstd member at offset 0x1000"``), for streams whose offsets are not the image's.
     """
 
     def __init__(
@@ -318,6 +321,7 @@ class CpioReader:
         base_offset: int = 0,
         max_entries: int | None = None,
         strict: bool = True,
+        where: str = "",
     ) -> None:
         self._src = _Source(stream)
         self._strict = strict
@@ -326,6 +330,7 @@ class CpioReader:
         self._multi = multi_archive
         self._base = base_offset
         self._max_entries = max_entries
+        self._where_suffix = where
         self._pending = 0  # data bytes of the current entry not yet taken
         self._pending_pad = 0
         self._pending_sum: int | None = None  # running crc sum, None when not checked
@@ -342,7 +347,7 @@ class CpioReader:
     def _where(self, pos: int | None = None) -> str:
         at = self._src.position if pos is None else pos
         seg = f"segment {self._segment} " if self._segment else ""
-        return f"{seg}offset {self._base + at:#x}"
+        return f"{seg}offset {self._base + at:#x}{self._where_suffix}"
 
     def __iter__(self) -> Iterator[Entry]:
         while True:
@@ -351,6 +356,9 @@ class CpioReader:
             if entry is None:
                 return
             if entry.name == TRAILER:
+                # init/initramfs.c do_name: state SkipIt, so a trailer's body is skipped too.
+                self._pending_sum = None
+                self._finish_current()
                 self.archives += 1
                 self.ended_cleanly = True
                 if not self._multi or not self._after_trailer():
@@ -484,7 +492,7 @@ class CpioReader:
             got = self._pending_sum
             self._pending_sum = None
             raise ChecksumError(
-                f"bad data checksum for {entry.name!r} at offset {entry.offset:#x}: "
+                f"bad data checksum for {entry.name!r} at {self._where(entry.offset - self._base)}: "
                 f"c_check {entry.c_check:#010x}, data sums to {got:#010x}"
             )
         self._pending_sum = None

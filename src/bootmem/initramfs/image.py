@@ -1,0 +1,436 @@
+"""A whole initramfs image: segments of cpio archives, raw or compressed, read in one pass.
+
+The grammar is the kernel's (``init/initramfs.c`` ``unpack_to_rootfs``, and
+``Documentation/driver-api/early-userspace/buffer-format.rst``):
+
+- a ``0`` at a 4-aligned offset starts a raw cpio archive, read up to its trailer;
+- NUL bytes between segments are skipped;
+- anything else is a compressed member found by its magic (:mod:`.compress`); its
+  decompressed stream holds one or more archives separated by NULs, and the image continues
+  right after the member's end.  A member whose cpio does not end in a trailer is "junk at the
+  end of compressed archive"; bytes with no known magic are "invalid magic at start of
+  compressed archive".
+
+Each such piece is a :class:`Segment`.  :func:`open` returns an :class:`Image` that speaks
+tarfile's vocabulary (``getmembers``, ``getnames``, ``getmember``, ``extractfile``) and offers
+:meth:`Image.stream`, the single streaming pass that everything else is built on.
+
+Decompression is capped (:data:`DEFAULT_MAX_DECOMPRESSED`, or ``max_decompressed``): the
+total decompressed bytes of an image's members may not pass the cap, else
+:class:`~bootmem.errors.DecompressionBombError`.  Every error names an offset in the image in hex.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from bootmem.errors import CompressionError, CpioError, ImageError
+from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, detect
+from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
+
+#: The ceiling of the default cap on decompressed bytes.
+DEFAULT_MAX_DECOMPRESSED = 64 << 30
+#: The default cap is ``min(DEFAULT_MAX_DECOMPRESSED, max(MIN_CAP, RATIO_CAP * image size))``:
+#: no real initramfs expands 1000-fold, and small images may still hold a few sparse files.
+RATIO_CAP = 1000
+MIN_CAP = 256 << 20
+
+SegmentFormat = Literal["newc", "crc", "mixed"]
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One raw archive or compressed member of an image, ``[offset, end)`` in the image.
+
+    ``compression`` is ``"none"`` for a raw archive, else a name from :mod:`.compress`.
+    ``format`` is the cpio format of its entries (``"mixed"`` when both occur).  A raw
+    segment ends right after its trailer's padding (NULs after it belong to no segment); a
+    compressed one where the compressed stream ends.  ``compressed_size`` is ``end - offset``,
+    ``uncompressed_size`` the length of the cpio stream, ``entries`` the entries not counting
+    trailers and ``archives`` the trailers seen.
+    """
+
+    index: int
+    offset: int
+    end: int
+    compression: str
+    format: SegmentFormat
+    compressed_size: int
+    uncompressed_size: int
+    entries: int
+    archives: int
+
+
+class _MemoryImage:
+    """An image held in memory; reads are zero-copy slices of the caller's buffer."""
+
+    __slots__ = ("_view", "size")
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        self._view = view
+        self.size = len(view)
+
+    def read_at(self, offset: int, n: int) -> memoryview:
+        return self._view[offset : offset + n]
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # a view handed out is alive; it keeps the buffer
+            self._view.release()
+
+
+class _FileImage:
+    """An image in a seekable binary file, read with ``seek`` + ``read`` (never all at once)."""
+
+    __slots__ = ("_file", "_owned", "_start", "size")
+
+    def __init__(self, file: BinaryIO, *, owned: bool) -> None:
+        self._file = file
+        self._owned = owned
+        self._start = file.tell()
+        self.size = file.seek(0, io.SEEK_END) - self._start
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        f = self._file
+        where = self._start + offset
+        if f.tell() != where:
+            f.seek(where)
+        return f.read(max(0, min(n, self.size - offset)))
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+
+class _RawStream:
+    """The image's bytes from ``offset`` on, as a stream (a raw segment's cpio)."""
+
+    __slots__ = ("_image", "pos")
+
+    def __init__(self, image: ImageBytes, offset: int) -> None:
+        self._image, self.pos = image, offset
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n < 0:
+            n = self._image.size - self.pos
+        data = bytes(self._image.read_at(self.pos, n))
+        self.pos += len(data)
+        return data
+
+
+class _EntryFile(io.RawIOBase):
+    """The data of one entry: ``size`` bytes of a stream, from where it stands."""
+
+    def __init__(self, stream: _RawStream | MemberStream, size: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._left)
+        if n == 0:
+            return 0
+        data = self._stream.read(n)
+        if not data:
+            raise CpioError(f"truncated data: {self._left} bytes missing")
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def default_cap(image_size: int | None) -> int:
+    """The default cap on decompressed bytes of an image of ``image_size`` bytes (None: unknown)."""
+    if image_size is None:
+        return DEFAULT_MAX_DECOMPRESSED
+    return min(DEFAULT_MAX_DECOMPRESSED, max(MIN_CAP, RATIO_CAP * image_size))
+
+
+def _format_of(formats: set[str], head: bytes) -> SegmentFormat:
+    if len(formats) > 1:
+        return "mixed"
+    if formats:
+        return "crc" if "crc" in formats else "newc"
+    return "crc" if head.startswith(MAGIC_CRC) else "newc"
+
+
+class Image:
+    """An initramfs image opened for reading (see :func:`open`).
+
+    Iterating yields every :class:`Entry` of every segment in image order, with
+    ``entry.segment`` set.  ``entry.offset`` is the header's offset in the image for a raw
+    segment and in the member's decompressed stream for a compressed one.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        max_decompressed: int | None = None,
+        strict: bool = True,
+        max_entries: int | None = None,
+    ) -> None:
+        self._image: _MemoryImage | _FileImage
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._image = _MemoryImage(source)
+            self.name: str | None = None
+        elif isinstance(source, (str, os.PathLike)):
+            self.name = os.fspath(source)
+            self._image = _FileImage(builtins.open(self.name, "rb"), owned=True)  # noqa: SIM115
+        elif source.seekable():
+            name = getattr(source, "name", None)
+            self.name = name if isinstance(name, str) else None
+            self._image = _FileImage(source, owned=False)
+        else:
+            self.name = None
+            self._image = _MemoryImage(source.read())
+        self.size = self._image.size
+        self.max_decompressed = default_cap(self.size) if max_decompressed is None else max_decompressed
+        self.strict = strict
+        self.max_entries = max_entries
+        self._segments: list[Segment] = []
+        self._state: Literal["none", "running", "done", "failed"] = "none"
+        self._members: list[Entry] | None = None
+
+    # --- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the source (a path's file is closed; a caller's file or buffer is left alone)."""
+        self._image.close()
+
+    # --- the pass ------------------------------------------------------------------------
+
+    def stream(self) -> Iterator[tuple[Entry, CpioReader]]:
+        """One streaming pass over the image: each entry with the reader positioned at its data.
+
+        The caller may take the data (``reader.iter_data()`` / ``reader.read_data()``) before
+        advancing; what it leaves is skipped.  Peak memory does not grow with the image.  As the
+        pass goes, ``entry.segment`` increments at each segment boundary and :attr:`segments`
+        grows as segments complete.  Errors are raised where they are met; the segments
+        completed before stay in :attr:`segments`.
+        """
+        publish = self._state != "done"
+        segments: list[Segment] = []
+        if publish:
+            self._segments, self._state = segments, "running"
+        try:
+            yield from self._scan(segments)
+        except GeneratorExit:
+            if publish:
+                self._state = "none"
+            raise
+        except BaseException:
+            if publish:
+                self._state = "failed"
+            raise
+        if publish:
+            self._state = "done"
+
+    def _scan(self, segments: list[Segment]) -> Iterator[tuple[Entry, CpioReader]]:
+        image = self._image
+        size = image.size
+        budget = Budget(self.max_decompressed)
+        pos = 0
+        while True:
+            pos = self._skip_nuls(pos)
+            if pos >= size:
+                return
+            index = len(segments)
+            head = bytes(image.read_at(pos, 8))
+            formats: set[str] = set()
+            if head[:1] == b"0" and not pos & 3:
+                reader = CpioReader(
+                    _RawStream(image, pos),
+                    segment=index,
+                    base_offset=pos,
+                    max_entries=self.max_entries,
+                    strict=self.strict,
+                )
+                for entry in reader:
+                    formats.add(entry.format)
+                    yield entry, reader
+                end = pos + reader.position
+                segments.append(
+                    Segment(
+                        index,
+                        pos,
+                        end,
+                        "none",
+                        _format_of(formats, head[:6]),
+                        end - pos,
+                        end - pos,
+                        reader.entries,
+                        reader.archives,
+                    )
+                )
+            else:
+                name = detect(head)
+                if name is None:
+                    raise CompressionError(
+                        f"invalid magic at start of compressed archive at offset {pos:#x}: {head!r}"
+                    )
+                member = MemberStream(name, image, pos, budget)
+                reader = CpioReader(
+                    member,
+                    segment=index,
+                    multi_archive=True,
+                    max_entries=self.max_entries,
+                    strict=self.strict,
+                    where=f" of the {name} member at offset {pos:#x}",
+                )
+                try:
+                    for entry in reader:
+                        formats.add(entry.format)
+                        yield entry, reader
+                except CompressionError:
+                    raise
+                except CpioError as exc:
+                    if member.eof and not reader.ended_cleanly:
+                        # init/initramfs.c: the member ended with the cpio state machine not in Reset.
+                        raise CpioError(
+                            f"junk at the end of compressed archive at offset {pos:#x} ({name}): {exc}"
+                        ) from exc
+                    raise
+                end = member.end
+                segments.append(
+                    Segment(
+                        index,
+                        pos,
+                        end,
+                        name,
+                        _format_of(formats, member.head[:6]),
+                        end - pos,
+                        member.size,
+                        reader.entries,
+                        reader.archives,
+                    )
+                )
+            pos = end
+
+    def _skip_nuls(self, pos: int) -> int:
+        image = self._image
+        while pos < image.size:
+            block = bytes(image.read_at(pos, 1 << 16))
+            stripped = block.lstrip(b"\0")
+            pos += len(block) - len(stripped)
+            if stripped:
+                break
+        return pos
+
+    # --- tarfile's vocabulary ------------------------------------------------------------
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The image's segments, found by one pass without data if none has run yet.
+
+        While a :meth:`stream` is running this is the list of segments completed so far; after
+        a pass that failed, the segments before the error.
+        """
+        if self._state == "none":
+            for _ in self.stream():
+                pass
+        return self._segments
+
+    def __iter__(self) -> Iterator[Entry]:
+        if self._members is not None:
+            yield from self._members
+            return
+        members: list[Entry] = []
+        for entry, _reader in self.stream():
+            members.append(entry)
+            yield entry
+        self._members = members
+
+    def getmembers(self) -> list[Entry]:
+        """Every entry of every segment, in image order (trailers excluded)."""
+        if self._members is None:
+            for _ in self:
+                pass
+        assert self._members is not None
+        return list(self._members)
+
+    def getnames(self) -> list[str]:
+        """The names of :meth:`getmembers`, duplicates included."""
+        return [m.name for m in self.getmembers()]
+
+    def getmember(self, name: str) -> Entry:
+        """The last entry named ``name`` (later entries replace earlier ones, as the kernel
+        unpacks); :class:`KeyError` if there is none.  A leading ``./`` or ``/`` is ignored."""
+        want = _normalise(name)
+        for entry in reversed(self.getmembers()):
+            if _normalise(entry.name) == want:
+                return entry
+        raise KeyError(f"no entry named {name!r} in the image")
+
+    def extractfile(self, member: Entry | str) -> BinaryIO | None:
+        """A file object reading the data of regular file ``member`` (``None`` if not regular).
+
+        A raw segment's data is read in place; a compressed one is decompressed from the
+        member's start up to the data, then streamed.
+        """
+        entry = self.getmember(member) if isinstance(member, str) else member
+        if not entry.isreg():
+            return None
+        segment = self.segments[entry.segment]
+        data_at = entry.offset + HEADER_SIZE + entry.c_namesize + pad4(HEADER_SIZE + entry.c_namesize)
+        stream: _RawStream | MemberStream
+        if segment.compression == "none":
+            stream = _RawStream(self._image, data_at)
+        else:
+            stream = MemberStream(
+                segment.compression, self._image, segment.offset, Budget(self.max_decompressed)
+            )
+            skip = data_at
+            while skip:
+                got = stream.read(min(skip, 1 << 20))
+                if not got:
+                    raise ImageError(f"entry {entry.name!r} lies past the end of segment {segment.index}")
+                skip -= len(got)
+        return io.BufferedReader(_EntryFile(stream, entry.c_filesize))
+
+
+def _normalise(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/") or "."
+
+
+def open(
+    source: Source,
+    *,
+    max_decompressed: int | None = None,
+    strict: bool = True,
+    max_entries: int | None = None,
+) -> Image:
+    """Open an initramfs image for reading.
+
+    ``source`` is a path, a binary file object (seekable ones are read in place from their
+    current position; others are read whole) or a bytes-like object (a ``memoryview`` is used
+    without copying).  ``max_decompressed`` caps the decompressed bytes of the whole image
+    (default :func:`default_cap` of its size).  ``strict=False`` skips what init/initramfs.c
+    skips (see :class:`CpioReader`).  Nothing is read until a pass runs.
+    """
+    return Image(source, max_decompressed=max_decompressed, strict=strict, max_entries=max_entries)
+
+
+__all__ = ["MAGIC_CRC", "MAGIC_NEWC", "Image", "Segment", "default_cap", "open"]
