@@ -94,6 +94,16 @@ def fully_trusted_filter(member: Entry, dest_path: str) -> Entry:
     return member
 
 
+def _landing(dest_path: str, name: str) -> str:
+    """Where ``name`` lands: its parent resolved (``realpath``), its last component not, since
+    whatever is there is replaced, never followed (init/initramfs.c ``clean_path``).  tarfile
+    resolves the last component too, and so would refuse a file replacing a symlink to outside."""
+    head, tail = os.path.split(os.path.join(dest_path, name))
+    if tail in ("", ".", ".."):
+        return os.path.realpath(os.path.join(head, tail))
+    return os.path.join(os.path.realpath(head), tail)
+
+
 def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
     """The checks of tarfile's ``_get_filtered_attrs``, for a cpio entry."""
     dest_path = os.path.realpath(dest_path)
@@ -102,7 +112,7 @@ def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
         name = name.lstrip("/")
     if os.path.isabs(name):
         raise AbsolutePathError(member, f"member {member.name!r} has an absolute path")
-    target_path = os.path.realpath(os.path.join(dest_path, name))
+    target_path = _landing(dest_path, name)
     if not _inside(target_path, dest_path):
         raise OutsideDestinationError(
             member, f"{member.name!r} would be extracted to {target_path!r}, which is outside the destination"
@@ -188,7 +198,7 @@ def stream_members(source: Any) -> Iterator[tuple[Entry, DataReader]]:
         return
     from bootmem import initramfs
 
-    image = initramfs.open(source)  # type: ignore[attr-defined]
+    image = initramfs.open(source)
     try:
         yield from image.stream()
     finally:
@@ -319,7 +329,23 @@ class _Extractor:
         first = self.link_source(member)
         if first is None:
             return False
-        source = self.target(member, first)
+        try:
+            source = self.target(member, first)
+        except OutsideDestinationError as exc:
+            raise LinkOutsideDestinationError(member, f"hardlink {member.name!r}: {exc}") from None
+        try:
+            st = os.lstat(source)
+        except FileNotFoundError:
+            raise _Skip(f"hardlink source {first!r} is gone") from None
+        if stat.S_ISLNK(st.st_mode) and not member.issym():
+            # The first name was replaced by a symlink: the kernel would link the symlink and
+            # write through it.  Refuse when it leads outside; otherwise drop the entry.
+            resolved = os.path.realpath(source)
+            if not _inside(resolved, self.dest):
+                raise LinkOutsideDestinationError(
+                    member, f"hardlink {member.name!r} would reach {resolved!r}, outside the destination"
+                )
+            raise _Skip(f"hardlink source {first!r} is now a symlink")
         self.clean_path(path, 0)
         try:
             os.link(source, path, follow_symlinks=False)

@@ -1,0 +1,388 @@
+"""Extraction to a host directory: PEP 706 filters, hostile archives, the kernel's replace rules.
+
+Every hostile case asserts the specific refusal *and* that nothing new appeared next to the
+destination (a listing of its parent before and after).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootmem.errors import (
+    AbsoluteLinkError,
+    ExtractError,
+    FilterError,
+    LinkOutsideDestinationError,
+    OutsideDestinationError,
+    SpecialFileError,
+)
+from bootmem.initramfs.cpio import CpioReader, CpioWriter, Entry
+from bootmem.initramfs.extract import FILTERS, extractall, relative_name
+
+# --- builders and observers (shared with the other test modules of this package) -------------
+
+REG, DIR, LNK = stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+
+
+def member(name: str, kind: int = REG, perm: int = 0o644, **fields: Any) -> Entry:
+    fields.setdefault("c_mtime", 1_600_000_000)
+    return Entry(name=name, c_mode=kind | perm, **fields)
+
+
+def archive(*items: Entry | tuple[Entry, bytes] | None, format: str = "newc") -> bytes:
+    """A cpio stream: each item an entry (with data), ``None`` closing one archive and starting another."""
+    out = io.BytesIO()
+    writer = CpioWriter(out, format=format)  # type: ignore[arg-type]
+    for item in items:
+        if item is None:
+            writer.close()
+            writer = CpioWriter(out, format=format)  # type: ignore[arg-type]
+            continue
+        entry, data = item if isinstance(item, tuple) else (item, b"")
+        writer.add(entry, data)
+    writer.close()
+    return out.getvalue()
+
+
+def reader(data: bytes) -> CpioReader:
+    return CpioReader(io.BytesIO(data), multi_archive=True)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, str]]:
+    """Every path under ``root`` (symlinks not followed): type and content or target."""
+    seen: dict[str, tuple[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(st.st_mode):
+                seen[rel] = ("l", os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                seen[rel] = ("f", hashlib.sha256(Path(path).read_bytes()).hexdigest())
+            else:
+                seen[rel] = (stat.filemode(st.st_mode)[0], "")
+    return seen
+
+
+def tree_of(root: Path, *, mtimes: bool = True) -> dict[str, tuple[Any, ...]]:
+    """What the interop tests compare: type, mode, size, sha256, link target, mtime, and the
+    hardlink group (the sorted names sharing the inode)."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    stats: dict[str, os.stat_result] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = stats[rel] = os.lstat(path)
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                groups.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    tree: dict[str, tuple[Any, ...]] = {}
+    for rel, st in sorted(stats.items()):
+        path = os.path.join(root, rel)
+        kind = stat.filemode(st.st_mode)[0]
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if kind == "-" else None
+        target = os.readlink(path) if kind == "l" else None
+        size = st.st_size if kind in "-l" else 0
+        mode = None if kind == "l" else stat.S_IMODE(st.st_mode)
+        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in "cb" else None
+        group = tuple(sorted(groups.get((st.st_dev, st.st_ino), [])))
+        mtime = int(st.st_mtime) if mtimes else None
+        tree[rel] = (kind, mode, size, digest, target, rdev, group, mtime)
+    return tree
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    """``tmp_path/jail/dest``; ``tmp_path/jail/outside`` is a directory an attacker aims at."""
+    (tmp_path / "jail" / "outside").mkdir(parents=True)
+    (tmp_path / "jail" / "outside" / "victim").write_bytes(b"precious")
+    return tmp_path / "jail" / "dest"
+
+
+def outside_of(dest: Path) -> dict[str, tuple[str, str]]:
+    """The listing of ``dest``'s parent, ``dest``'s own subtree left out."""
+    return {k: v for k, v in snapshot(dest.parent).items() if k != "dest" and not k.startswith("dest/")}
+
+
+def refuses(
+    dest: Path, data: bytes, error: type[FilterError], filter: str = "data"
+) -> pytest.ExceptionInfo[FilterError]:
+    before = outside_of(dest)
+    with pytest.raises(error) as info:
+        extractall(reader(data), dest, filter=filter)
+    assert outside_of(dest) == before
+    assert isinstance(info.value.member, Entry)
+    return info
+
+
+# --- hostile archives ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filter", list(FILTERS))
+@pytest.mark.parametrize("name", ["../evil", "a/../../evil", "./../outside/victim", "/../evil", ".."])
+def test_dotdot_escape_is_refused(dest: Path, filter: str, name: str) -> None:
+    info = refuses(dest, archive((member(name), b"pwned")), OutsideDestinationError, filter)
+    assert info.value.member.name == name
+
+
+@pytest.mark.parametrize("filter", list(FILTERS))
+def test_absolute_name_lands_inside(dest: Path, filter: str) -> None:
+    before = outside_of(dest)
+    extractall(
+        reader(archive(member("/etc", DIR, 0o755), (member("/etc/passwd"), b"x"))), dest, filter=filter
+    )
+    assert (dest / "etc" / "passwd").read_bytes() == b"x"
+    assert outside_of(dest) == before
+
+
+@pytest.mark.parametrize("filter", ["tar", "fully_trusted"])
+@pytest.mark.parametrize("target", ["../outside", "/tmp"])
+def test_symlink_then_write_through_it(dest: Path, filter: str, target: str) -> None:
+    # CVE-2015-1197: a symlink to a directory outside, then a file "under" it.
+    data = archive(member("x", LNK, 0o777, linkname=target), (member("x/evil"), b"pwned"))
+    info = refuses(dest, data, OutsideDestinationError, filter)
+    assert info.value.member.name == "x/evil"
+    assert os.readlink(dest / "x") == target  # the link itself is harmless and stays
+
+
+@pytest.mark.parametrize(
+    ("target", "error"), [("../outside", LinkOutsideDestinationError), ("/tmp", AbsoluteLinkError)]
+)
+def test_data_refuses_the_symlink_itself(dest: Path, target: str, error: type[FilterError]) -> None:
+    data = archive(member("x", LNK, 0o777, linkname=target), (member("x/evil"), b"pwned"))
+    info = refuses(dest, data, error)
+    assert info.value.member.name == "x"
+    assert not os.path.lexists(dest / "x")
+
+
+@pytest.mark.parametrize("filter", list(FILTERS))
+def test_file_replacing_a_symlink_is_not_written_through(dest: Path, filter: str) -> None:
+    # Under data the link must point inside to be accepted; it still must not be followed.
+    target = "y" if filter == "data" else "../outside/victim"
+    data = archive(member("y"), member("x", LNK, 0o777, linkname=target), (member("x"), b"new"))
+    before = outside_of(dest)
+    extractall(reader(data), dest, filter=filter)
+    assert outside_of(dest) == before
+    assert (dest / "x").read_bytes() == b"new" and not (dest / "x").is_symlink()
+    assert (dest / "y").read_bytes() == b""
+
+
+@pytest.mark.parametrize("filter", ["tar", "fully_trusted"])
+@pytest.mark.parametrize("target", ["../outside/victim", "/etc/passwd"])
+def test_hardlink_through_a_replaced_name_pointing_outside(dest: Path, filter: str, target: str) -> None:
+    # "a" opens a hardlink group, is replaced by a symlink leading outside, then the group's
+    # last link carries data: the kernel would link "b" to the symlink and write through it.
+    data = archive(
+        member("a", c_ino=7, c_nlink=2),
+        member("a", LNK, 0o777, linkname=target),
+        (member("b", c_ino=7, c_nlink=2), b"pwned"),
+    )
+    info = refuses(dest, data, LinkOutsideDestinationError, filter)
+    assert info.value.member.name == "b"
+    assert Path("/etc/passwd").read_bytes() != b"pwned"
+
+
+@pytest.mark.parametrize(
+    ("kind", "rdev"),
+    [(stat.S_IFCHR, (1, 3)), (stat.S_IFBLK, (7, 0)), (stat.S_IFIFO, (0, 0)), (stat.S_IFSOCK, (0, 0))],
+)
+def test_data_refuses_special_files(dest: Path, kind: int, rdev: tuple[int, int]) -> None:
+    data = archive(member("dev/node", kind, 0o600, c_rdevmajor=rdev[0], c_rdevminor=rdev[1]))
+    info = refuses(dest, data, SpecialFileError)
+    assert info.value.member.name == "dev/node"
+    assert not os.path.lexists(dest / "dev" / "node")
+
+
+@pytest.mark.parametrize("name", ["new\nline", "\x1b[31mred\x1b[0m", "tab\there", "bad\udcffbyte"])
+def test_odd_names_are_extracted_byte_exact(dest: Path, name: str) -> None:
+    extractall(reader(archive((member(name), b"odd"))), dest)
+    assert os.listdir(os.fsencode(dest)) == [os.fsencode(name)]
+    assert (dest / name).read_bytes() == b"odd"
+
+
+def test_refusal_stops_at_the_first_member_and_keeps_what_came_before(dest: Path) -> None:
+    data = archive((member("ok"), b"1"), (member("../bad"), b"2"), (member("later"), b"3"))
+    refuses(dest, data, OutsideDestinationError)
+    assert sorted(os.listdir(dest)) == ["ok"]
+
+
+def test_unknown_filter(dest: Path) -> None:
+    with pytest.raises(ExtractError, match="unknown filter"):
+        extractall(reader(archive(member("a"))), dest, filter="nope")
+
+
+# --- modes and owners ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filter", "perm", "expected"),
+    [
+        ("fully_trusted", 0o4775, 0o4775),
+        ("tar", 0o4775, 0o755),
+        ("tar", 0o2666, 0o644),
+        ("data", 0o4775, 0o755),
+        ("data", 0o444, 0o644),  # owner read/write added, no execute added
+        ("data", 0o070, 0o640),
+    ],
+)
+def test_file_modes_per_filter(dest: Path, filter: str, perm: int, expected: int) -> None:
+    extractall(reader(archive((member("f", perm=perm), b"x"))), dest, filter=filter)
+    assert stat.S_IMODE(os.lstat(dest / "f").st_mode) == expected
+
+
+def test_data_keeps_directory_modes_owner_accessible(dest: Path) -> None:
+    extractall(reader(archive(member("d", DIR, 0o2555), member("d/f"))), dest)
+    assert stat.S_IMODE(os.lstat(dest / "d").st_mode) == 0o755
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership is restored only as root")
+@pytest.mark.parametrize(("filter", "owned"), [("fully_trusted", True), ("tar", True), ("data", False)])
+def test_ownership_only_outside_data(dest: Path, filter: str, owned: bool) -> None:
+    data = archive(
+        (member("f", c_uid=1234, c_gid=4321), b"x"), member("l", LNK, 0o777, linkname="f", c_uid=55)
+    )
+    extractall(reader(data), dest, filter=filter)
+    st, lst = os.lstat(dest / "f"), os.lstat(dest / "l")
+    assert ((st.st_uid, st.st_gid) == (1234, 4321)) is owned
+    assert (lst.st_uid == 55) is owned
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_device_nodes_outside_data(dest: Path) -> None:
+    data = archive(
+        member("null", stat.S_IFCHR, 0o666, c_rdevmajor=1, c_rdevminor=3), member("p", stat.S_IFIFO)
+    )
+    extractall(reader(data), dest, filter="fully_trusted")
+    st = os.lstat(dest / "null")
+    assert stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 3)
+    assert stat.S_ISFIFO(os.lstat(dest / "p").st_mode)
+
+
+# --- the kernel's rules (init/initramfs.c) ------------------------------------------------
+
+
+def test_later_file_is_truncated_and_rewritten(dest: Path) -> None:
+    extractall(reader(archive((member("f"), b"long content"), None, (member("f"), b"short"))), dest)
+    assert (dest / "f").read_bytes() == b"short"
+
+
+@pytest.mark.parametrize(
+    "first",
+    [member("p", DIR, 0o755), member("p", LNK, 0o777, linkname="elsewhere"), member("p", stat.S_IFIFO)],
+)
+def test_existing_path_of_another_type_is_removed(dest: Path, first: Entry) -> None:
+    extractall(reader(archive(first, (member("p"), b"file now"))), dest, filter="fully_trusted")
+    assert (dest / "p").read_bytes() == b"file now"
+
+
+def test_directory_replaces_a_file(dest: Path) -> None:
+    extractall(reader(archive((member("p"), b"x"), member("p", DIR, 0o755), member("p/q"))), dest)
+    assert (dest / "p").is_dir() and (dest / "p" / "q").is_file()
+
+
+def test_non_empty_directory_is_not_replaced(dest: Path) -> None:
+    result = extractall(reader(archive(member("d", DIR, 0o755), member("d/f"), (member("d"), b"x"))), dest)
+    assert (dest / "d").is_dir()
+    assert [name for name, _ in result.skipped] == ["d"]
+
+
+def test_gnu_hardlinks_data_on_the_last_link(dest: Path) -> None:
+    data = archive(
+        member("a", c_ino=9, c_nlink=3),
+        member("other", c_ino=10),
+        member("b", c_ino=9, c_nlink=3),
+        (member("c", c_ino=9, c_nlink=3), b"shared"),
+    )
+    extractall(reader(data), dest)
+    inodes = {os.lstat(dest / n).st_ino for n in "abc"}
+    assert len(inodes) == 1 and os.lstat(dest / "a").st_nlink == 3
+    assert (dest / "a").read_bytes() == b"shared"
+
+
+def test_hardlinks_reset_at_each_trailer(dest: Path) -> None:
+    data = archive(
+        (member("a", c_ino=9, c_nlink=2), b"first"), None, (member("b", c_ino=9, c_nlink=2), b"second")
+    )
+    extractall(reader(data), dest)
+    assert (dest / "a").read_bytes() == b"first" and (dest / "b").read_bytes() == b"second"
+    assert os.lstat(dest / "a").st_ino != os.lstat(dest / "b").st_ino
+
+
+def test_directory_times_and_modes_are_set_after_children(dest: Path) -> None:
+    data = archive(member("d", DIR, 0o555, c_mtime=1000), (member("d/f", c_mtime=2000), b"x"))
+    extractall(reader(data), dest, filter="fully_trusted")
+    st = os.lstat(dest / "d")
+    assert (int(st.st_mtime), stat.S_IMODE(st.st_mode)) == (1000, 0o555)
+    assert int(os.lstat(dest / "d" / "f").st_mtime) == 2000
+
+
+def test_missing_parents_are_created(dest: Path) -> None:
+    extractall(reader(archive((member("a/b/c"), b"deep"))), dest)
+    assert (dest / "a" / "b" / "c").read_bytes() == b"deep"
+
+
+def test_parent_that_is_a_file_skips_the_entry(dest: Path) -> None:
+    result = extractall(reader(archive((member("a"), b"x"), (member("a/b"), b"y"))), dest)
+    assert (dest / "a").read_bytes() == b"x"
+    assert [name for name, _ in result.skipped] == ["a/b"]
+
+
+def test_symlink_to_a_directory_inside_is_followed(dest: Path) -> None:
+    # usr-merge images: lib -> usr/lib, then entries under lib/.
+    data = archive(
+        member("usr", DIR, 0o755),
+        member("usr/lib", DIR, 0o755),
+        member("lib", LNK, 0o777, linkname="usr/lib"),
+        (member("lib/x"), b"x"),
+    )
+    extractall(reader(data), dest)
+    assert (dest / "usr" / "lib" / "x").read_bytes() == b"x"
+
+
+def test_members_and_progress(dest: Path) -> None:
+    data = archive((member("a"), b"aa"), (member("b"), b"bbb"), (member("c"), b"c"))
+    seen: list[tuple[str, int]] = []
+    result = extractall(
+        reader(data), dest, members=["a", "c"], progress=lambda e, n: seen.append((e.name, n))
+    )
+    assert sorted(os.listdir(dest)) == ["a", "c"]
+    assert seen == [("a", 2), ("c", 1)]
+    assert (result.entries, result.bytes) == (2, 3)
+
+
+def test_custom_filter_may_skip_or_rename(dest: Path) -> None:
+    import dataclasses
+
+    def only_upper(m: Entry, _dest: str) -> Entry | None:
+        return dataclasses.replace(m, name=m.name.upper()) if m.name != "skip" else None
+
+    extractall(reader(archive((member("a"), b"1"), (member("skip"), b"2"))), dest, filter=only_upper)
+    assert os.listdir(dest) == ["A"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("/a", "a"), ("./a/b", "a/b"), ("//./a", "a"), ("./", "."), ("a/", "a"), ("/", ".")],
+)
+def test_relative_name(name: str, expected: str) -> None:
+    assert relative_name(name) == expected
+
+
+def test_image_extractall_uses_this_function(dest: Path) -> None:
+    from bootmem import initramfs
+
+    image = initramfs.open(archive((member("a"), b"via image")))
+    method: Callable[..., Any] | None = getattr(image, "extractall", None)
+    if method is None:
+        pytest.skip("Image.extractall is not wired yet")
+    method(dest)
+    assert (dest / "a").read_bytes() == b"via image"
