@@ -1,0 +1,807 @@
+"""An in-memory filesystem, like Linux's tmpfs, whose file data lives in allocator pages.
+
+The unpacker populates it the way ``init/initramfs.c`` populates rootfs: ``mkdir``, ``mknod``,
+``symlink``, ``link``, ``create`` + ``write`` (``filp_open(O_TRUNC)`` + ``kernel_write``), ``chown``,
+``chmod``, ``utime`` and, on a type change, ``remove_path`` (``clean_path``).
+
+Ownership of memory: a regular file's bytes are stored only in order-0 pages allocated from the
+:class:`~bootmem.mm.PageAllocator` (owner ``"rootfs"`` by default) as the file grows, one page per
+``PAGE_SIZE`` bytes of its size, the last page partly used.  Pages go back to the allocator when the
+file is truncated or its last link is removed (and no :class:`OpenFile` still has it open).  So at
+every moment each page is either free in the allocator or in exactly one file.
+
+Paths are ``/``-separated; a relative path is taken from the root.  ``.`` and ``..`` are resolved
+inside the filesystem and never climb above the root; symlinks met on the way are followed (at
+most :data:`MAXSYMLINKS` per lookup, then ``ELOOP``), the final component only where the operation
+says so.  Errors are :class:`~bootmem.errors.TmpfsError` with the ``errno`` Linux gives and the
+path in ``filename``: ``[Errno 2] No such file or directory: '/etc/passwd'``.
+
+Times are not modelled: new inodes get the ``mtime`` they are given (default 0) and nothing
+changes it but :meth:`Tmpfs.utime`.  Permissions are not checked (everything runs as root).
+
+>>> from bootmem.mm import PageAllocator
+>>> fs = Tmpfs(PageAllocator(base=0x8000_0000, size=1 << 20))
+>>> fs.mkdir("/etc", 0o755)
+>>> with fs.create("/etc/hostname", 0o644) as f:
+...     f.write(b"bootmem\\n")
+8
+>>> fs.read("/etc/hostname"), fs.used_pages
+(b'bootmem\\n', 1)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from bootmem.errors import OutOfMemoryError, TmpfsError, TmpfsNoSpaceError, TmpfsNotFoundError
+from bootmem.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from bootmem.mm import PageAllocator
+
+__all__ = ["MAXSYMLINKS", "Inode", "OpenFile", "Stat", "Tmpfs"]
+
+MAXSYMLINKS = 40  # include/linux/namei.h: symlinks followed in one lookup before ELOOP
+BOGO_DIRENT_SIZE = 20  # mm/shmem.c: a directory's i_size is 2 * 20 plus 20 per entry
+DEFAULT_OWNER = "rootfs"
+
+_TYPE_CHARS = {
+    stat.S_IFDIR: "d",
+    stat.S_IFREG: "f",
+    stat.S_IFLNK: "l",
+    stat.S_IFCHR: "c",
+    stat.S_IFBLK: "b",
+    stat.S_IFIFO: "p",
+    stat.S_IFSOCK: "s",
+}
+_MKNOD_TYPES = frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK})
+_ZERO_PAGE = memoryview(bytes(PAGE_SIZE))
+
+
+def _error(err: int, path: str, detail: str = "") -> TmpfsError:
+    """The exception for ``err`` at ``path``: its strerror (plus ``detail``), ``filename`` = path."""
+    message = os.strerror(err) + (f" ({detail})" if detail else "")
+    exc: TmpfsError
+    if err == errno.ENOENT:
+        exc = TmpfsNotFoundError(message)
+    elif err == errno.ENOSPC:
+        exc = TmpfsNoSpaceError(message)
+    else:
+        exc = TmpfsError(err, message)
+    exc.filename = path
+    return exc
+
+
+class Inode:
+    """One file of any type, shared by all its hard links.
+
+    ``mode`` is the full ``st_mode`` (type and permission bits); ``rdev`` is ``(major, minor)``
+    (``(0, 0)`` but for devices); ``size`` is in bytes.  A regular file's data is in ``pages``
+    (pfns, ``ceil(size / PAGE_SIZE)`` of them); a symlink's target is ``target``; a directory's
+    children are ``entries`` (name -> Inode) and its ``parent`` is the directory holding it (the
+    root is its own parent).  Read the attributes freely; change them only through :class:`Tmpfs`.
+    """
+
+    __slots__ = (
+        "entries",
+        "gid",
+        "ino",
+        "mode",
+        "mtime",
+        "nlink",
+        "opened",
+        "pages",
+        "parent",
+        "rdev",
+        "size",
+        "target",
+        "uid",
+    )
+
+    def __init__(
+        self, ino: int, mode: int, uid: int, gid: int, mtime: int, rdev: tuple[int, int] = (0, 0)
+    ) -> None:
+        self.ino = ino
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.rdev = rdev
+        self.nlink = 0
+        self.size = 0
+        self.pages: list[int] = []
+        self.target: str | None = None
+        self.entries: dict[str, Inode] | None = None
+        self.parent: Inode | None = None
+        self.opened = 0  # OpenFile objects not yet closed
+
+    @property
+    def kind(self) -> str:
+        """The type as ``find -type`` spells it: one of ``d f l c b p s``."""
+        return _TYPE_CHARS[stat.S_IFMT(self.mode)]
+
+    @property
+    def permissions(self) -> int:
+        """The permission bits, setuid, setgid and sticky included (``mode & 0o7777``)."""
+        return stat.S_IMODE(self.mode)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    def __repr__(self) -> str:
+        return (
+            f"Inode(ino={self.ino}, kind={self.kind!r}, mode={self.permissions:#06o}, "
+            f"uid={self.uid}, gid={self.gid}, size={self.size}, nlink={self.nlink})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """A snapshot of an inode, with ``os.stat_result``'s field names; ``st_blocks`` in 512 B units."""
+
+    st_mode: int
+    st_ino: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_mtime: int
+    st_rdev: int
+    st_blocks: int
+
+
+class OpenFile:
+    """A regular file open for writing, as :meth:`Tmpfs.create` returns it.
+
+    Writes go at the current position (0 after opening) and move it; writing past the end
+    zero-fills the gap.  Use it as a context manager or call :meth:`close`.  While it is open the
+    file's pages stay allocated even if its last link is removed, as on Linux.
+    """
+
+    def __init__(self, fs: Tmpfs, inode: Inode, path: str) -> None:
+        self._fs = fs
+        self.inode = inode
+        self.path = path
+        self._pos = 0
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Copy ``data`` into the file's pages at the current position; return ``len(data)``.
+
+        Raises :class:`~bootmem.errors.TmpfsNoSpaceError` when a page is needed past the size
+        limit or the allocator has none; the file then keeps the bytes that fit in the pages it
+        got (its size grows to cover them, no further), and the position is left after them.
+        """
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        with view:
+            self._pos, error = self._fs._write_at(self.inode, self._pos, view, self.path)
+            if error is not None:
+                raise error
+            return len(view)
+
+    def seek(self, position: int) -> int:
+        """Move to byte ``position`` (absolute, not negative); return it."""
+        if position < 0:
+            raise _error(errno.EINVAL, self.path, f"negative position {position}")
+        self._pos = position
+        return position
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        """Close; idempotent.  Frees the pages if the file lost its last link while open."""
+        if not self._closed:
+            self._closed = True
+            self._fs._release(self.inode)
+
+    def __enter__(self) -> OpenFile:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Tmpfs:
+    """A tmpfs whose regular-file data lives in order-0 pages of ``allocator``.
+
+    ``size_limit`` is in bytes and counts pages of file data (rounded up to whole pages, as
+    ``mount -o size=`` does); ``None`` means half of the allocator's RAM (``total_pages // 2``),
+    as Linux's default.  Pages are allocated with ``owner``.  Every public method holds one
+    lock, so one thread may populate the filesystem while others use the same allocator.
+    """
+
+    def __init__(
+        self, allocator: PageAllocator, size_limit: int | None = None, *, owner: str = DEFAULT_OWNER
+    ) -> None:
+        self._allocator = allocator
+        self.owner = owner
+        if size_limit is None:
+            self.limit_pages = allocator.total_pages // 2
+        else:
+            if size_limit < 0:
+                raise ValueError(f"negative tmpfs size limit {size_limit}")
+            self.limit_pages = -(-size_limit // PAGE_SIZE)
+        self._lock = threading.RLock()
+        self._next_ino = 1
+        self._used_pages = 0
+        self.root = self._new_inode(stat.S_IFDIR | 0o755, 0, 0, 0)
+        self.root.parent = self.root
+        self.root.nlink = 2
+
+    # --- figures --------------------------------------------------------------------------
+
+    @property
+    def size_limit(self) -> int:
+        """The limit in bytes: ``limit_pages * PAGE_SIZE``."""
+        return self.limit_pages * PAGE_SIZE
+
+    @property
+    def used_pages(self) -> int:
+        """Pages of file data held, open-but-unlinked files included."""
+        return self._used_pages
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of RAM held for file data: ``used_pages * PAGE_SIZE`` (what ``df`` reports)."""
+        return self._used_pages * PAGE_SIZE
+
+    # --- creating -------------------------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int, uid: int = 0, gid: int = 0, mtime: int = 0) -> None:
+        """Make directory ``path`` with permission bits ``mode & 0o7777``.
+
+        ``EEXIST`` if anything is at ``path`` (a symlink to a directory too), ``ENOENT`` or
+        ``ENOTDIR`` if its parent is missing or not a directory.
+        """
+        with self._lock:
+            parent, name = self._new_name(path, dir_ok=True)
+            inode = self._new_inode(stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, mtime)
+            self._attach(parent, name, inode)
+
+    def mknod(
+        self,
+        path: str,
+        mode: int,
+        rdev: tuple[int, int] = (0, 0),
+        uid: int = 0,
+        gid: int = 0,
+        mtime: int = 0,
+    ) -> None:
+        """Make a device, fifo, socket or empty regular file; ``mode`` carries the type.
+
+        ``rdev`` is ``(major, minor)`` and is kept for character and block devices only.  A
+        type of 0 means a regular file (as ``mknod(2)``); ``S_IFDIR`` is ``EPERM``, an unknown
+        type ``EINVAL``; otherwise the errors of :meth:`mkdir`.
+        """
+        kind = stat.S_IFMT(mode) or stat.S_IFREG
+        if kind == stat.S_IFDIR:
+            raise _error(errno.EPERM, path, "mknod of a directory")
+        if kind not in _MKNOD_TYPES:
+            raise _error(errno.EINVAL, path, f"file type {kind:#o}")
+        if kind not in (stat.S_IFCHR, stat.S_IFBLK):
+            rdev = (0, 0)
+        with self._lock:
+            parent, name = self._new_name(path)
+            inode = self._new_inode(kind | stat.S_IMODE(mode), uid, gid, mtime, rdev)
+            self._attach(parent, name, inode)
+
+    def symlink(self, target: str, path: str, uid: int = 0, gid: int = 0, mtime: int = 0) -> None:
+        """Make symlink ``path`` pointing at ``target`` (stored as given, not resolved); mode 0777.
+
+        An empty ``target`` is ``ENOENT``, as ``symlink(2)``.
+        """
+        if not target:
+            raise _error(errno.ENOENT, path, "empty symlink target")
+        with self._lock:
+            parent, name = self._new_name(path)
+            inode = self._new_inode(stat.S_IFLNK | 0o777, uid, gid, mtime)
+            inode.target = target
+            inode.size = len(os.fsencode(target))
+            self._attach(parent, name, inode)
+
+    def link(self, existing: str, new: str) -> None:
+        """Make ``new`` a hard link to the inode at ``existing`` (a final symlink is not followed).
+
+        Both names then share the inode (data, mode, owner, mtime); ``nlink`` counts them.
+        ``EPERM`` for a directory; ``EEXIST`` if ``new`` exists.
+        """
+        with self._lock:
+            inode = self._resolve(existing, follow_final=False)
+            if inode.is_dir:
+                raise _error(errno.EPERM, existing, "hard link to a directory")
+            parent, name = self._new_name(new)
+            self._attach(parent, name, inode)
+
+    def create(self, path: str, mode: int, uid: int = 0, gid: int = 0, *, truncate: bool = True) -> OpenFile:
+        """Open regular file ``path`` for writing, making it (mode, uid, gid) if absent.
+
+        Like ``open(O_WRONLY | O_CREAT | O_NOFOLLOW [| O_TRUNC])``: an existing regular file is
+        opened as it is (its mode and owner unchanged) and emptied when ``truncate``; an
+        existing directory is ``EISDIR``, a symlink ``ELOOP``, anything else ``EEXIST``.
+        """
+        with self._lock:
+            parent, name, trailing = self._parent(path, errno.EISDIR)
+            assert parent.entries is not None
+            inode = parent.entries.get(name)
+            if trailing:
+                raise _error(errno.EISDIR if inode is None or inode.is_dir else errno.ENOTDIR, path)
+            if inode is None:
+                inode = self._new_inode(stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0)
+                self._attach(parent, name, inode)
+            elif inode.is_dir:
+                raise _error(errno.EISDIR, path)
+            elif inode.is_symlink:
+                raise _error(errno.ELOOP, path, "final symlink not followed")
+            elif not inode.is_file:
+                raise _error(errno.EEXIST, path, f"a {inode.kind!r} node, not a regular file")
+            elif truncate:
+                self._shrink(inode, 0)
+            inode.opened += 1
+            return OpenFile(self, inode, path)
+
+    def write_file(
+        self,
+        path: str,
+        data: bytes | bytearray | memoryview,
+        mode: int = 0o644,
+        uid: int = 0,
+        gid: int = 0,
+        mtime: int = 0,
+    ) -> None:
+        """``create`` (truncating), write all of ``data``, close, and set ``mtime``."""
+        with self._lock, self.create(path, mode, uid, gid) as f:
+            f.write(data)
+            f.inode.mtime = mtime
+
+    # --- changing -------------------------------------------------------------------------
+
+    def truncate(self, path: str, size: int) -> None:
+        """Set regular file ``path``'s size (symlinks followed): shrinking frees the pages past it,
+        growing allocates zero-filled pages.
+
+        A grow that cannot get every page it needs raises ``ENOSPC`` and leaves the file as it
+        was.  ``EISDIR`` for a directory, ``EINVAL`` for another type or a negative size.
+        """
+        with self._lock:
+            inode = self._resolve(path, follow_final=True)
+            if inode.is_dir:
+                raise _error(errno.EISDIR, path)
+            if not inode.is_file or size < 0:
+                raise _error(errno.EINVAL, path, f"truncate to {size}")
+            if size <= inode.size:
+                self._shrink(inode, size)
+            else:
+                self._grow(inode, size, path)
+
+    def chown(self, path: str, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
+        """Set owner and group; ``follow_symlinks=False`` changes a symlink itself (``lchown``)."""
+        with self._lock:
+            inode = self._resolve(path, follow_final=follow_symlinks)
+            inode.uid, inode.gid = uid, gid
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Set the permission bits (``mode & 0o7777``) of ``path``, symlinks followed."""
+        with self._lock:
+            inode = self._resolve(path, follow_final=True)
+            inode.mode = stat.S_IFMT(inode.mode) | stat.S_IMODE(mode)
+
+    def utime(self, path: str, mtime: int, *, follow_symlinks: bool = True) -> None:
+        """Set the modification time (seconds); ``follow_symlinks=False`` as ``lutimes``.
+
+        (``init/initramfs.c``'s ``do_utime`` does not follow: pass ``follow_symlinks=False``.)
+        """
+        with self._lock:
+            inode = self._resolve(path, follow_final=follow_symlinks)
+            inode.mtime = mtime
+
+    # --- removing -------------------------------------------------------------------------
+
+    def unlink(self, path: str) -> None:
+        """Remove the name ``path`` (a final symlink is removed, not followed).
+
+        The inode goes with its last link, a regular file's pages back to the allocator (once
+        no :class:`OpenFile` has it open).  ``EISDIR`` for a directory.
+        """
+        with self._lock:
+            parent, name, trailing = self._parent(path, errno.EISDIR)
+            inode = self._child(parent, name, path)
+            if inode.is_dir:
+                raise _error(errno.EISDIR, path)
+            if trailing:
+                raise _error(errno.ENOTDIR, path)
+            self._detach(parent, name)
+
+    def rmdir(self, path: str) -> None:
+        """Remove empty directory ``path``.  ``ENOTDIR``, ``ENOTEMPTY``; the root is ``EBUSY``."""
+        with self._lock:
+            parent, name, _ = self._parent(path, errno.EINVAL, errno.EBUSY)
+            inode = self._child(parent, name, path)
+            if not inode.is_dir:
+                raise _error(errno.ENOTDIR, path)
+            assert inode.entries is not None
+            if inode.entries:
+                raise _error(errno.ENOTEMPTY, path)
+            self._detach(parent, name)
+
+    def remove_path(self, path: str) -> bool:
+        """Remove whatever is at ``path``, a directory with everything under it; True if there was
+        something.  A final symlink is removed, not followed.  Missing ``path`` (or a parent that
+        is missing or not a directory) is not an error.  The root is ``EBUSY``.
+
+        (Linux's ``clean_path`` uses ``rmdir``, which leaves a non-empty directory in place;
+        callers that want exactly that use :meth:`rmdir`.)
+        """
+        with self._lock:
+            try:
+                parent, name, _ = self._parent(path, errno.EINVAL, errno.EBUSY)
+            except TmpfsError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    return False
+                raise
+            assert parent.entries is not None
+            if name not in parent.entries:
+                return False
+            self._detach(parent, name)
+            return True
+
+    # --- reading --------------------------------------------------------------------------
+
+    def lookup(self, path: str, *, follow_symlinks: bool = True) -> Inode:
+        """The inode at ``path``; ``follow_symlinks=False`` returns a final symlink itself.
+
+        ``ENOENT`` (:class:`~bootmem.errors.TmpfsNotFoundError`), ``ENOTDIR``, ``ELOOP``.
+        """
+        with self._lock:
+            return self._resolve(path, follow_final=follow_symlinks)
+
+    def exists(self, path: str, *, follow_symlinks: bool = True) -> bool:
+        """Whether :meth:`lookup` would find something (False for ``ENOENT`` and ``ENOTDIR``)."""
+        try:
+            self.lookup(path, follow_symlinks=follow_symlinks)
+        except TmpfsError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return False
+            raise
+        return True
+
+    def stat(self, path: str, *, follow_symlinks: bool = True) -> Stat:
+        """A :class:`Stat` snapshot of ``path`` (``follow_symlinks=False`` is ``lstat``)."""
+        with self._lock:
+            inode = self._resolve(path, follow_final=follow_symlinks)
+            return Stat(
+                st_mode=inode.mode,
+                st_ino=inode.ino,
+                st_nlink=inode.nlink,
+                st_uid=inode.uid,
+                st_gid=inode.gid,
+                st_size=inode.size,
+                st_mtime=inode.mtime,
+                st_rdev=os.makedev(*inode.rdev),
+                st_blocks=len(inode.pages) * (PAGE_SIZE // 512),
+            )
+
+    def read(self, path: str) -> bytes:
+        """All bytes of regular file ``path`` (symlinks followed).  ``EISDIR``; ``EINVAL`` for
+        other types."""
+        with self._lock:
+            inode = self._regular(path)
+            return b"".join(self._chunks(inode))
+
+    def readlink(self, path: str) -> str:
+        """The target of symlink ``path``.  ``EINVAL`` if it is not a symlink."""
+        with self._lock:
+            inode = self._resolve(path, follow_final=False)
+            if inode.target is None:
+                raise _error(errno.EINVAL, path, "not a symlink")
+            return inode.target
+
+    def listdir(self, path: str = "/") -> list[str]:
+        """The names in directory ``path``, sorted.  ``ENOTDIR``."""
+        with self._lock:
+            inode = self._resolve(path, follow_final=True)
+            if inode.entries is None:
+                raise _error(errno.ENOTDIR, path)
+            return sorted(inode.entries)
+
+    def sha256(self, path: str) -> str:
+        """The hex SHA-256 of regular file ``path``'s data, hashed in place in its pages."""
+        with self._lock:
+            return self._sha256(self._regular(path))
+
+    def walk(self) -> Iterator[tuple[str, Inode]]:
+        """Every ``(absolute path, inode)``, the root ``/`` included, sorted by path (as ``str``).
+
+        A file with several hard links appears once per name, with the same inode.  The list is
+        taken under the lock when iteration starts.
+        """
+        with self._lock:
+            found: list[tuple[str, Inode]] = [("/", self.root)]
+            stack: list[tuple[str, Inode]] = [("", self.root)]
+            while stack:
+                prefix, directory = stack.pop()
+                assert directory.entries is not None
+                for name, child in directory.entries.items():
+                    path = f"{prefix}/{name}"
+                    found.append((path, child))
+                    if child.entries is not None:
+                        stack.append((path, child))
+        found.sort(key=lambda item: item[0])
+        return iter(found)
+
+    def tree(self) -> list[str]:
+        """One tab-separated line per path, sorted by path (``bootmem boot --tree``)::
+
+            path type mode uid gid size nlink mtime rdev data
+
+        ``type`` is one of ``d f l c b p s``; ``mode`` the permission bits in 4-digit octal
+        (``0755``, ``4755``); ``rdev`` is ``major:minor`` for ``c`` and ``b``, ``-`` otherwise;
+        ``data`` is the SHA-256 of a regular file's bytes, a symlink's target, ``-`` otherwise.
+        """
+        with self._lock:
+            lines = []
+            for path, inode in self.walk():
+                kind = inode.kind
+                rdev = f"{inode.rdev[0]}:{inode.rdev[1]}" if kind in ("c", "b") else "-"
+                if kind == "f":
+                    data = self._sha256(inode)
+                elif kind == "l":
+                    assert inode.target is not None
+                    data = inode.target
+                else:
+                    data = "-"
+                lines.append(
+                    f"{path}\t{kind}\t{inode.permissions:04o}\t{inode.uid}\t{inode.gid}\t{inode.size}"
+                    f"\t{inode.nlink}\t{inode.mtime}\t{rdev}\t{data}"
+                )
+            return lines
+
+    # --- path resolution ------------------------------------------------------------------
+
+    def _resolve(self, path: str, *, follow_final: bool) -> Inode:
+        """The inode at ``path``.  Symlinks before the last component are always followed, the
+        last one when ``follow_final`` or when a ``/`` follows it (as ``path_lookupat``)."""
+        if not path:
+            raise _error(errno.ENOENT, path, "empty path")
+        pending = path.split("/")
+        pending.reverse()
+        current = self.root
+        followed = 0
+        while pending:
+            name = pending.pop()
+            entries = current.entries
+            if entries is None:
+                raise _error(errno.ENOTDIR, path)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                assert current.parent is not None
+                current = current.parent
+                continue
+            child = entries.get(name)
+            if child is None:
+                raise _error(errno.ENOENT, path)
+            if child.target is not None and (pending or follow_final):
+                followed += 1
+                if followed > MAXSYMLINKS:
+                    raise _error(errno.ELOOP, path)
+                if child.target.startswith("/"):
+                    current = self.root
+                pending.extend(reversed(child.target.split("/")))
+                continue
+            current = child
+        return current
+
+    def _parent(self, path: str, special: int, root: int | None = None) -> tuple[Inode, str, bool]:
+        """The directory holding ``path``'s last component, the component, and whether ``path``
+        ends in ``/``.  A last component that names no entry - the root, ``.``, ``..`` - raises
+        ``special`` (``root`` for the root, if given)."""
+        if not path:
+            raise _error(errno.ENOENT, path, "empty path")
+        stripped = path.rstrip("/")
+        head, _, name = stripped.rpartition("/")
+        parent = self._resolve(head or "/", follow_final=True)
+        if parent.entries is None:
+            raise _error(errno.ENOTDIR, path)
+        if name in ("", ".", ".."):
+            raise _error(root if name == "" and root is not None else special, path)
+        return parent, name, stripped != path
+
+    def _new_name(self, path: str, *, dir_ok: bool = False) -> tuple[Inode, str]:
+        """Where ``path`` is to be made: ``EEXIST`` if taken; a trailing ``/`` is ``ENOENT``
+        unless ``dir_ok`` (Linux's ``filename_create``)."""
+        parent, name, trailing = self._parent(path, errno.EEXIST)
+        assert parent.entries is not None
+        if name in parent.entries:
+            raise _error(errno.EEXIST, path)
+        if trailing and not dir_ok:
+            raise _error(errno.ENOENT, path)
+        return parent, name
+
+    def _child(self, parent: Inode, name: str, path: str) -> Inode:
+        assert parent.entries is not None
+        inode = parent.entries.get(name)
+        if inode is None:
+            raise _error(errno.ENOENT, path)
+        return inode
+
+    def _regular(self, path: str) -> Inode:
+        inode = self._resolve(path, follow_final=True)
+        if inode.is_dir:
+            raise _error(errno.EISDIR, path)
+        if not inode.is_file:
+            raise _error(errno.EINVAL, path, f"a {inode.kind!r} node, not a regular file")
+        return inode
+
+    # --- the namespace --------------------------------------------------------------------
+
+    def _new_inode(self, mode: int, uid: int, gid: int, mtime: int, rdev: tuple[int, int] = (0, 0)) -> Inode:
+        inode = Inode(self._next_ino, mode, uid, gid, mtime, rdev)
+        self._next_ino += 1
+        if inode.is_dir:
+            inode.entries = {}
+            inode.size = 2 * BOGO_DIRENT_SIZE
+        return inode
+
+    def _attach(self, parent: Inode, name: str, inode: Inode) -> None:
+        assert parent.entries is not None
+        parent.entries[name] = inode
+        parent.size += BOGO_DIRENT_SIZE
+        if inode.is_dir:
+            inode.parent = parent
+            inode.nlink = 2
+            parent.nlink += 1
+        else:
+            inode.nlink += 1
+
+    def _detach(self, parent: Inode, name: str) -> None:
+        """Remove ``parent``'s entry ``name``, a directory's contents first."""
+        assert parent.entries is not None
+        inode = parent.entries.pop(name)
+        parent.size -= BOGO_DIRENT_SIZE
+        if inode.entries is not None:
+            for child in list(inode.entries):
+                self._detach(inode, child)
+            parent.nlink -= 1
+            inode.nlink = 0
+            inode.parent = None
+        else:
+            inode.nlink -= 1
+            if inode.nlink == 0 and inode.opened == 0:
+                self._shrink(inode, 0)
+
+    def _release(self, inode: Inode) -> None:
+        """An :class:`OpenFile` of ``inode`` closed."""
+        with self._lock:
+            inode.opened -= 1
+            if inode.nlink == 0 and inode.opened == 0:
+                self._shrink(inode, 0)
+
+    # --- pages ----------------------------------------------------------------------------
+
+    def _alloc_page(self, path: str) -> int:
+        """One page for file data, charged to the size limit; ENOSPC when there is none."""
+        if self._used_pages >= self.limit_pages:
+            raise _error(errno.ENOSPC, path, f"tmpfs size limit {self.limit_pages} pages")
+        try:
+            pfn = self._allocator.alloc(order=0, owner=self.owner)
+        except OutOfMemoryError as exc:
+            raise _error(errno.ENOSPC, path, "no free page") from exc
+        self._used_pages += 1
+        return pfn
+
+    def _free_page(self, pfn: int) -> None:
+        self._allocator.free(pfn, order=0)
+        self._used_pages -= 1
+
+    def _zero(self, pfn: int, start: int, end: int) -> None:
+        """Zero bytes ``[start, end)`` of page ``pfn``."""
+        if start < end:
+            with self._allocator.page_view(pfn) as page:
+                page[start:end] = _ZERO_PAGE[: end - start]
+
+    def _chunks(self, inode: Inode) -> Iterator[bytes]:
+        """A regular file's data, a copy of one page at a time."""
+        remaining = inode.size
+        for pfn in inode.pages:
+            n = min(remaining, PAGE_SIZE)
+            with self._allocator.page_view(pfn) as page:
+                yield page[:n].tobytes()
+            remaining -= n
+
+    def _sha256(self, inode: Inode) -> str:
+        digest = hashlib.sha256()
+        remaining = inode.size
+        for pfn in inode.pages:
+            n = min(remaining, PAGE_SIZE)
+            with self._allocator.page_view(pfn) as page, page[:n] as used:
+                digest.update(used)
+            remaining -= n
+        return digest.hexdigest()
+
+    def _shrink(self, inode: Inode, size: int) -> None:
+        """Cut a regular file to ``size`` (not above its size), freeing the pages past it."""
+        keep = -(-size // PAGE_SIZE)
+        while len(inode.pages) > keep:
+            self._free_page(inode.pages.pop())
+        inode.size = size
+
+    def _grow(self, inode: Inode, size: int, path: str) -> None:
+        """Extend a regular file to ``size`` with zeros, all or nothing."""
+        old = len(inode.pages)
+        try:
+            while len(inode.pages) * PAGE_SIZE < size:
+                inode.pages.append(self._alloc_page(path))
+        except TmpfsError:
+            while len(inode.pages) > old:
+                self._free_page(inode.pages.pop())
+            raise
+        if inode.size % PAGE_SIZE:
+            self._zero(inode.pages[inode.size // PAGE_SIZE], inode.size % PAGE_SIZE, PAGE_SIZE)
+        for pfn in inode.pages[old:]:
+            self._zero(pfn, 0, PAGE_SIZE)
+        inode.size = size
+
+    def _write_at(self, inode: Inode, pos: int, data: memoryview, path: str) -> tuple[int, TmpfsError | None]:
+        """Copy ``data`` into ``inode`` at byte ``pos``; return the position after the bytes
+        copied and, if a page could not be had, the ENOSPC error.  The size then covers the bytes
+        copied (and the zero-filled gap before them), no more."""
+        end = pos + len(data)
+        if end == pos:
+            return pos, None
+        view = self._allocator.page_view
+        with self._lock:
+            if pos > inode.size and inode.size % PAGE_SIZE:
+                self._zero(inode.pages[-1], inode.size % PAGE_SIZE, PAGE_SIZE)
+            pages = inode.pages
+            index = min(pos // PAGE_SIZE, len(pages))
+            last = (end - 1) // PAGE_SIZE
+            while index <= last:
+                page_start = index * PAGE_SIZE
+                a = max(pos, page_start) - page_start
+                b = min(end, page_start + PAGE_SIZE) - page_start
+                if index == len(pages):
+                    try:
+                        pages.append(self._alloc_page(path))
+                    except TmpfsError as exc:
+                        # Keep what was copied; give back pages allocated only for the gap.
+                        if page_start <= pos:
+                            self._shrink(inode, inode.size)
+                            return pos, exc
+                        self._shrink(inode, max(inode.size, page_start))
+                        return page_start, exc
+                    if a > 0:  # a page in the gap before pos, or holding its start
+                        self._zero(pages[index], 0, min(a, PAGE_SIZE))
+                if a < b:
+                    with view(pages[index]) as page:
+                        page[a:b] = data[page_start + a - pos : page_start + b - pos]
+                index += 1
+            inode.size = max(inode.size, end)
+        return end, None
