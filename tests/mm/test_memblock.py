@@ -5,6 +5,9 @@ Pictures show addresses left to right; ``r1``/``r2`` the regions added, ``|`` th
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bootmem.mm import Memblock, RegionList
 from bootmem.mm.memblock import Region
 
@@ -229,3 +232,29 @@ def test_memory_list() -> None:
     mb.add_memory(0x8000_0000, 0x9000_0000)
     mb.add_memory(0x9000_0000, 0xA000_0000)
     assert spans(mb.memory) == [(0x8000_0000, 0xA000_0000, "System RAM")]
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 60), st.integers(1, 20), st.sampled_from("ab")),
+        max_size=25,
+    )
+)
+def test_region_list_matches_a_byte_model(ops: list[tuple[bool, int, int, str]]) -> None:
+    """Random adds and removes agree with a dict of byte -> label, and the list stays merged."""
+    rl: RegionList[str] = RegionList()
+    model: dict[int, str] = {}
+    for is_add, start, n, name in ops:
+        end = start + n
+        if is_add:
+            new = [b for b in range(start, end) if b not in model]
+            assert rl.add(start, end, name) == len(new)
+            model.update(dict.fromkeys(new, name))
+        else:
+            removed = rl.remove(start, end)
+            gone = {b: model.pop(b) for b in range(start, end) if b in model}
+            assert {b: r.name for r in removed for b in range(r.start, r.end)} == gone
+        assert rl.check() is None
+        assert {b: r.name for r in rl for b in range(r.start, r.end)} == model
+        assert rl.covers(start, end) == all(b in model for b in range(start, end))
+        assert rl.intersects(start, end) == any(b in model for b in range(start, end))
