@@ -535,8 +535,8 @@ class PageAllocator:
                 raise InvariantError(
                     f"allocated blocks hold {allocated} pages, counter says {self._nr_allocated}"
                 )
-            regions = list(reserved)
-            for first, stop in _page_runs(regions, self._first_pfn - 1, self._end_pfn + 1):
+            # One page of slack either side, so that a region outside RAM shows up below.
+            for first, stop in _page_runs(list(reserved), self._first_pfn - 1, self._end_pfn + 1):
                 spans.append(
                     (first, stop, f"reserved pages [{first << PAGE_SHIFT:#x}, {stop << PAGE_SHIFT:#x})")
                 )
