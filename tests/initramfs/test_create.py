@@ -1,0 +1,255 @@
+"""Image creation: reproducible archives from a directory, gen_init_cpio manifests, segments."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bootmem.errors import UsageError
+from bootmem.initramfs.cpio import CpioReader, Entry
+from bootmem.initramfs.create import create_image, parse_compression, parse_manifest
+from bootmem.initramfs.extract import extractall
+from tests.conftest import require_tool
+from tests.initramfs.test_extract import tree_of
+
+
+def entries(data: bytes) -> list[tuple[Entry, bytes]]:
+    reader = CpioReader(io.BytesIO(data), multi_archive=True)
+    return [(e, reader.read_data()) for e in reader]
+
+
+@pytest.fixture
+def small_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "tool").write_bytes(b"#!/bin/sh\n")
+    os.chmod(root / "usr" / "bin" / "tool", 0o755)
+    (root / "a").write_bytes(b"shared data")
+    os.link(root / "a", root / "z")
+    os.link(root / "a", root / "usr" / "m")
+    os.symlink("usr/bin/tool", root / "init")
+    os.mkfifo(root / "fifo")
+    for path in root.rglob("*"):
+        os.utime(path, (2_000_000_000, 2_000_000_000), follow_symlinks=False)
+    return root
+
+
+def test_sorted_names_and_stable_inodes(small_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "img"
+    create_image(out, root=small_tree)
+    got = entries(out.read_bytes())
+    names = [e.name for e, _ in got]
+    assert names == sorted(names, key=os.fsencode)
+    assert names == ["a", "fifo", "init", "usr", "usr/bin", "usr/bin/tool", "usr/m", "z"]
+    inos = {e.name: e.c_ino for e, _ in got}
+    assert inos["a"] == inos["usr/m"] == inos["z"] == 1
+    assert inos["fifo"] == 2 and inos["usr/bin/tool"] == 6
+
+
+def test_hardlinks_carry_data_on_the_last_link(small_tree: Path, tmp_path: Path) -> None:
+    create_image(tmp_path / "img", root=small_tree)
+    got = {e.name: (e, data) for e, data in entries((tmp_path / "img").read_bytes())}
+    assert [(got[n][0].c_filesize, got[n][0].c_nlink) for n in ("a", "usr/m", "z")] == [
+        (0, 3),
+        (0, 3),
+        (11, 3),
+    ]
+    assert got["z"][1] == b"shared data"
+
+
+def test_reproducible_bytes(small_tree: Path, tmp_path: Path) -> None:
+    create_image(tmp_path / "one", root=small_tree, compression="gzip:9")
+    os.utime(small_tree, None)
+    create_image(tmp_path / "two", root=small_tree, compression="gzip:9")
+    assert (tmp_path / "one").read_bytes() == (tmp_path / "two").read_bytes()
+
+
+def test_source_date_epoch_clamps_mtimes(
+    small_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.utime(small_tree / "a", (100, 100))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000")
+    create_image(tmp_path / "img", root=small_tree)
+    mtimes = {e.name: e.c_mtime for e, _ in entries((tmp_path / "img").read_bytes())}
+    assert mtimes["a"] == 100
+    assert set(mtimes.values()) == {100, 1_000_000}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes and owners need root")
+def test_devices_and_owners_kept(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mknod(root / "console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
+    (root / "owned").write_bytes(b"x")
+    os.chown(root / "owned", 1000, 2000)
+    create_image(tmp_path / "img", root=root)
+    got = {e.name: e for e, _ in entries((tmp_path / "img").read_bytes())}
+    assert got["console"].ischr() and got["console"].rdev == (5, 1)
+    assert (got["owned"].c_uid, got["owned"].c_gid) == (1000, 2000)
+
+
+def test_early_segment_then_compressed_main(small_tree: Path, tmp_path: Path) -> None:
+    from bootmem import initramfs
+
+    early = tmp_path / "early"
+    (early / "kernel").mkdir(parents=True)
+    (early / "kernel" / "ucode.bin").write_bytes(b"\x55" * 1001)
+    create_image(tmp_path / "img", root=small_tree, compression="zstd:3", early=early)
+    data = (tmp_path / "img").read_bytes()
+    assert data.startswith(b"070701")
+    image = initramfs.open(tmp_path / "img")
+    assert [s.compression for s in image.segments] == ["none", "zstd"]
+    assert image.getnames()[:2] == ["kernel", "kernel/ucode.bin"]
+    assert image.segments[1].offset % 4 == 0
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "bzip2", "xz", "lzma", "lz4", "zstd:19"])
+def test_compressions_read_back(small_tree: Path, tmp_path: Path, compression: str) -> None:
+    create_image(tmp_path / "img", root=small_tree, compression=compression)
+    extractall(tmp_path / "img", tmp_path / "out", filter="fully_trusted")
+    assert tree_of(tmp_path / "out") == tree_of(small_tree)
+
+
+def test_stream_output(small_tree: Path, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    written = create_image(buf, root=small_tree, format="crc")
+    create_image(tmp_path / "img", root=small_tree, format="crc")
+    assert buf.getvalue() == (tmp_path / "img").read_bytes() and written == len(buf.getvalue())
+    assert buf.getvalue().startswith(b"070702")
+
+
+def test_parse_compression() -> None:
+    assert parse_compression("zstd:19") == ("zstd", 19)
+    assert parse_compression("gzip") == ("gzip", None)
+    assert parse_compression("xz:3", 6) == ("xz", 6)
+    with pytest.raises(UsageError, match="bad compression level"):
+        parse_compression("zstd:fast")
+
+
+def test_exactly_one_source(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        create_image(tmp_path / "img")
+    assert not (tmp_path / "img").exists()
+
+
+# --- gen_init_cpio manifests --------------------------------------------------------------
+
+
+MANIFEST = """\
+# a manifest in usr/gen_init_cpio's syntax
+dir /dev 0755 0 0
+nod /dev/console 0600 0 0 c 5 1
+nod /dev/loop0 0660 0 6 b 7 0
+dir /bin 0755 0 0
+file /bin/busybox {busybox} 0755 0 0 /bin/sh /bin/ls
+
+slink /init /bin/busybox 0777 0 0
+pipe /run.fifo 0644 0 0
+sock /run.sock 0600 0 0
+"""
+
+
+def test_manifest_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "12345")
+    binary = tmp_path / "busybox"
+    binary.write_bytes(b"\x7fELF busybox")
+    (tmp_path / "m.txt").write_text(MANIFEST.format(busybox=binary))
+    create_image(tmp_path / "img", manifest=tmp_path / "m.txt")
+    got = entries((tmp_path / "img").read_bytes())
+    summary = [(e.name, e.type, oct(e.mode), e.c_gid, e.rdev, e.c_filesize, e.c_nlink) for e, _ in got]
+    assert summary == [
+        ("dev", "d", "0o755", 0, (0, 0), 0, 2),
+        ("dev/console", "c", "0o600", 0, (5, 1), 0, 1),
+        ("dev/loop0", "b", "0o660", 6, (7, 0), 0, 1),
+        ("bin", "d", "0o755", 0, (0, 0), 0, 2),
+        ("bin/busybox", "f", "0o755", 0, (0, 0), 0, 3),
+        ("bin/sh", "f", "0o755", 0, (0, 0), 0, 3),
+        ("bin/ls", "f", "0o755", 0, (0, 0), 12, 3),
+        ("init", "l", "0o777", 0, (0, 0), 12, 1),
+        ("run.fifo", "p", "0o644", 0, (0, 0), 0, 1),
+        ("run.sock", "s", "0o600", 0, (0, 0), 0, 1),
+    ]
+    assert got[6][1] == b"\x7fELF busybox" and got[7][0].linkname == "/bin/busybox"
+    assert {e.c_mtime for e, _ in got} <= {12345}
+    assert len({e.c_ino for e, _ in got[4:7]}) == 1
+
+
+def test_manifest_env_in_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f").write_bytes(b"env")
+    monkeypatch.setenv("HERE", str(tmp_path))
+    sources = parse_manifest(["file /f ${HERE}/f 0644 0 0"])
+    assert sources[0].path == f"{tmp_path}/f"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("flie /x /y 0644 0 0", "unknown type 'flie'"),
+        ("dir /x 0755 0", "dir takes 4 fields, got 3"),
+        ("dir /x 0855 0 0", "bad mode '0855'"),
+        ("nod /x 0600 0 0 q 1 1", "bad device type 'q'"),
+        ("file /x /no/such/file 0644 0 0", "cannot stat '/no/such/file'"),
+        ("slink /x y 0777 zero 0", "bad uid 'zero'"),
+    ],
+)
+def test_manifest_errors_name_the_line(line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_manifest(["# header", "", line], where="list.txt")
+    assert str(info.value).startswith("list.txt:3: ")
+    assert message in str(info.value)
+
+
+def test_manifest_image_matches_gen_init_cpio_semantics_under_gnu_cpio(tmp_path: Path) -> None:
+    cpio = require_tool("cpio")
+    binary = tmp_path / "busybox"
+    binary.write_bytes(b"\x7fELF busybox")
+    (tmp_path / "m.txt").write_text(MANIFEST.format(busybox=binary))
+    create_image(tmp_path / "img", manifest=tmp_path / "m.txt", format="crc")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    subprocess.run([cpio, "-idm", "--quiet"], cwd=dest, input=(tmp_path / "img").read_bytes(), check=True)
+    assert (dest / "bin" / "sh").read_bytes() == b"\x7fELF busybox"
+    assert os.lstat(dest / "bin" / "sh").st_ino == os.lstat(dest / "bin" / "busybox").st_ino
+    assert os.readlink(dest / "init") == "/bin/busybox"
+
+
+# --- round trip ---------------------------------------------------------------------------
+
+_names = st.text(alphabet=st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=1)
+_names = _names.filter(lambda n: n not in (".", "..") and len(os.fsencode(n)) < 200)
+_files = st.dictionaries(
+    st.lists(_names, min_size=1, max_size=3).map(tuple),
+    st.tuples(st.binary(max_size=300), st.sampled_from([0o644, 0o755, 0o600, 0o4755]), st.integers(0, 2**31)),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=_files, fmt=st.sampled_from(["newc", "crc"]))
+def test_create_then_extract_is_the_same_tree(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[tuple[str, ...], tuple[bytes, int, int]], fmt: str
+) -> None:
+    base = tmp_path_factory.mktemp("roundtrip")
+    root = base / "root"
+    root.mkdir()
+    for parts, (data, mode, mtime) in files.items():
+        path = root.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue  # one name is a prefix directory of another
+        os.chmod(path, mode)
+        os.utime(path, (mtime, mtime))
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        os.utime(d, (1_000_000, 1_000_000))
+    create_image(base / "img", root=root, format=fmt)  # type: ignore[arg-type]
+    extractall(base / "img", base / "out", filter="fully_trusted")
+    assert tree_of(base / "out") == tree_of(root)
