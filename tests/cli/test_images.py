@@ -1,0 +1,149 @@
+"""`bootmem extract`, `bootmem create` and `bootmem diff`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bootmem.cli import main
+from tests.initramfs.test_extract import DIR, LNK, archive, member, outside_of, tree_of
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "fstab").write_text("proc /proc proc\n")
+    os.symlink("etc/fstab", root / "link")
+    return root
+
+
+def test_create_extract_round_trip(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "ucode").write_bytes(b"u")
+    img = tmp_path / "img"
+    assert main(["create", str(tree), "-o", str(img), "--compress", "zstd:3", "--early", str(early)]) == 0
+    assert main(["extract", str(img), str(tmp_path / "out")]) == 0
+    assert main(["extract", str(img), str(tmp_path / "main"), "--segment", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""  # quiet when stderr is not a terminal
+    assert tree_of(tmp_path / "main") == tree_of(tree)
+    assert sorted(os.listdir(tmp_path / "out")) == ["etc", "link", "ucode"]
+
+
+def test_create_from_manifest(tmp_path: Path) -> None:
+    (tmp_path / "m").write_text("dir /bin 0755 0 0\nslink /init /bin/sh 0777 0 0\n")
+    assert (
+        main(["create", "--manifest", str(tmp_path / "m"), "-o", str(tmp_path / "img"), "--format", "crc"])
+        == 0
+    )
+    assert (tmp_path / "img").read_bytes().startswith(b"070702")
+
+
+def test_create_usage_errors(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "-o", str(tmp_path / "img")]) == 1
+    (tmp_path / "m").write_text("dir /bin 0755 0 0\nbogus line\n")
+    assert main(["create", "--manifest", str(tmp_path / "m"), "-o", str(tmp_path / "img")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        len(err) == 2
+        and err[1]
+        == f"bootmem: error: {tmp_path / 'm'}:2: unknown type 'bogus' (file, dir, nod, slink, pipe, sock)"
+    )
+    assert not (tmp_path / "img").exists()
+
+
+def test_create_to_stdout(tree: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bootmem", "create", str(tree), "-o", "-"], capture_output=True, check=True
+    )
+    assert done.stdout.startswith(b"070701") and done.stderr == b""
+
+
+@pytest.mark.parametrize(
+    ("items", "filter", "shown"),
+    [
+        (((member("../\x1b[2Jevil\n"), b"x"),), "data", "'../\\x1b[2Jevil\\n'"),
+        (
+            (member("dev", DIR, 0o755), member("dev/null", 0o020000, 0o666, c_rdevmajor=1, c_rdevminor=3)),
+            "data",
+            "'dev/null' is a special file",
+        ),
+        (
+            (member("x", LNK, 0o777, linkname="/tmp"), (member("x/evil"), b"x")),
+            "data",
+            "absolute path '/tmp'",
+        ),
+        (
+            (member("x", LNK, 0o777, linkname="/tmp"), (member("x/evil"), b"x")),
+            "tar",
+            "'x/evil' would be extracted",
+        ),
+    ],
+)
+def test_extract_refusal_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], items: tuple, filter: str, shown: str
+) -> None:
+    img = tmp_path / "jail" / "img"
+    img.parent.mkdir()
+    img.write_bytes(archive(*items))
+    dest = tmp_path / "jail" / "dest"
+    before = outside_of(dest)
+    assert main(["extract", str(img), str(dest), "--filter", filter]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bootmem: error: ") and shown in err
+    assert "\x1b" not in err
+    assert outside_of(dest) == before
+
+
+def test_extract_bad_image_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "img").write_bytes(b"070707" + b"0" * 200)
+    assert main(["extract", str(tmp_path / "img"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "incorrect cpio method used" in err
+
+
+def test_extract_odd_name_is_written_exactly(tmp_path: Path) -> None:
+    (tmp_path / "img").write_bytes(archive((member("a\nb\x1b[0m"), b"odd")))
+    assert main(["extract", str(tmp_path / "img"), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "a\nb\x1b[0m").read_bytes() == b"odd"
+
+
+def test_diff_exit_status_and_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.write_bytes(
+        archive(member("d", DIR, 0o755), (member("f"), b"1"), (member("new\nline", perm=0o600), b""))
+    )
+    b.write_bytes(archive((member("f", perm=0o600), b"2"), member("s", LNK, 0o777, linkname="f")))
+    assert main(["diff", str(a), str(a)]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["diff", str(a), str(b)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "- d",
+        "- new\\nline",
+        "+ s",
+        "~ f: content, mode 0644 -> 0600",
+    ]
+    assert main(["diff", str(a), str(b), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["removed"] == ["d", "new\nline"] and doc["added"] == ["s"]
+    assert main(["diff", str(a), str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_help_documents_the_exit_status_and_filters() -> None:
+    diff_help = subprocess.run(
+        [sys.executable, "-m", "bootmem", "diff", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "0 when the trees are the same, 1 when they differ, 2 on trouble" in " ".join(diff_help.split())
+    extract_help = subprocess.run(
+        [sys.executable, "-m", "bootmem", "extract", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "first refused entry stops the extraction" in " ".join(extract_help.split())
