@@ -20,6 +20,7 @@ What happens, in Linux's order and with Linux's messages:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -239,7 +240,7 @@ def boot(
     pa.memory.write(layout.kernel.start, b"\x7fbootmem kernel image\0")
     reservations: list[Region] = []
     # Holes between /memory ranges are not RAM: keep them out of the allocator.
-    for prev, nxt in zip(ram, ram[1:], strict=False):
+    for prev, nxt in itertools.pairwise(ram):
         if nxt.start > prev.end:
             pa.reserve(prev.end, nxt.start, name="(no RAM)")
     for region in [layout.kernel, layout.fdt, *layout.firmware]:
@@ -323,14 +324,17 @@ def boot(
         if args.initramfs_async:
             worker_error: list[BaseException] = []
 
+            done = threading.Event()
+
             def run() -> None:
                 try:
                     populate()
                 except BaseException as exc:  # handed to the boot thread below
                     worker_error.append(exc)
+                finally:
+                    done.set()
 
-            done = threading.Event()
-            worker = threading.Thread(target=lambda: (run(), done.set()), name="initramfs")
+            worker = threading.Thread(target=run, name="initramfs")
             worker.start()
             if load is not None:
                 load(pa, done)
@@ -384,7 +388,9 @@ def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdlin
     # The blob's size does not depend on the addresses in it (fixed cell widths), so a first
     # build with the final shape tells where the top of RAM leaves room for it.
     probe = DeviceTree.build(
-        memory=[(ram_start, ram_end)], initrd=(ram_start, ram_start + size) if image else None, bootargs=cmdline
+        memory=[(ram_start, ram_end)],
+        initrd=(ram_start, ram_start + size) if image else None,
+        bootargs=cmdline,
     )
     fdt_start = align_down(ram_end - len(probe), PAGE_SIZE)
     initrd: Region | None = None
@@ -397,7 +403,9 @@ def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdlin
             )
         initrd = Region("initrd", start, start + size)
     if kernel.end > fdt_start:
-        raise BootError(f"kernel of {machine.kernel_size:#x} bytes does not fit in RAM {ram_start:#x}-{ram_end:#x}")
+        raise BootError(
+            f"kernel of {machine.kernel_size:#x} bytes does not fit in RAM {ram_start:#x}-{ram_end:#x}"
+        )
     blob = DeviceTree.build(
         memory=[(ram_start, ram_end)],
         initrd=(initrd.start, initrd.end) if initrd else None,
@@ -405,7 +413,15 @@ def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdlin
     )
     assert len(blob) == len(probe)
     tree = DeviceTree.from_bytes(blob)
-    return _Layout(tree, blob, "bootmem,virt", kernel, Region("Device tree", fdt_start, fdt_start + len(blob)), [], initrd)
+    return _Layout(
+        tree,
+        blob,
+        "bootmem,virt",
+        kernel,
+        Region("Device tree", fdt_start, fdt_start + len(blob)),
+        [],
+        initrd,
+    )
 
 
 def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes, cmdline: str) -> _Layout:
@@ -427,7 +443,8 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes, cmdl
     if chosen is not None and chosen.size:
         if image is None:
             raise BootError(
-                f"device tree places an initrd at {chosen.start:#x}-{chosen.end:#x}: give the image with --initrd"
+                f"device tree places an initrd at {chosen.start:#x}-{chosen.end:#x}: "
+                "give the image with --initrd"
             )
         if len(image) > chosen.size:
             raise BootError(

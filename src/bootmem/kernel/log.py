@@ -25,7 +25,7 @@ class LogLine:
 
     def __str__(self) -> str:
         # printk's "[%5lu.%06lu] ": seconds right-aligned in five columns, then microseconds.
-        usec = int(round(self.time * 1_000_000))
+        usec = round(self.time * 1_000_000)
         return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {self.message}"
 
 

@@ -26,6 +26,7 @@ so that the release that follows can prove nobody holds the initrd's bytes.
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import bootmem.initramfs
@@ -130,7 +131,9 @@ class _Unpacker:
         mode = entry.c_mode
         if stat.S_ISLNK(mode):
             self._clean(path, 0)
-            self._quietly(self.fs.symlink, entry.linkname or "", path, entry.c_uid, entry.c_gid, entry.c_mtime)
+            self._quietly(
+                self.fs.symlink, entry.linkname or "", path, entry.c_uid, entry.c_gid, entry.c_mtime
+            )
             return
         self._clean(path, stat.S_IFMT(mode))
         if stat.S_ISREG(mode):
@@ -141,17 +144,16 @@ class _Unpacker:
                 self._quietly(self.fs.chown, path, entry.c_uid, entry.c_gid)
                 self._quietly(self.fs.chmod, path, mode)
             self.dirs.append((path, entry.c_mtime))
-        elif entry.ischr() or entry.isblk() or entry.isfifo() or entry.issock():
-            if self._maybe_link(entry, path) == 0:
-                self._quietly(
-                    self.fs.mknod,
-                    path,
-                    mode,
-                    (entry.c_rdevmajor, entry.c_rdevminor),
-                    entry.c_uid,
-                    entry.c_gid,
-                    entry.c_mtime,
-                )
+        elif entry.isdev() and self._maybe_link(entry, path) == 0:
+            self._quietly(
+                self.fs.mknod,
+                path,
+                mode,
+                (entry.c_rdevmajor, entry.c_rdevminor),
+                entry.c_uid,
+                entry.c_gid,
+                entry.c_mtime,
+            )
 
     def _regular(self, entry: Entry, path: str, reader: CpioReader) -> None:
         linked = self._maybe_link(entry, path)
@@ -187,13 +189,12 @@ class _Unpacker:
         except TmpfsError:
             return
         if stat.S_IFMT(st.mode) != fmode:
-            remove = self.fs.rmdir if st.is_dir() else self.fs.unlink
+            remove = self.fs.rmdir if st.is_dir else self.fs.unlink
             self._quietly(remove, path)
 
     @staticmethod
-    def _quietly(call: object, *args: object) -> bool:
+    def _quietly(call: Callable[..., object], *args: object) -> bool:
         """Run a filesystem call whose failure the kernel ignores; True if it succeeded."""
-        assert callable(call)
         try:
             call(*args)
         except TmpfsNoSpaceError:
@@ -213,7 +214,9 @@ def _path(name: str) -> str:
     return "/" + name if not name.startswith("/") else name
 
 
-def unpack_to_rootfs(data: bytes | memoryview, fs: Tmpfs, *, max_decompressed: int | None = None) -> UnpackResult:
+def unpack_to_rootfs(
+    data: bytes | memoryview, fs: Tmpfs, *, max_decompressed: int | None = None
+) -> UnpackResult:
     """Unpack the image ``data`` into ``fs`` by the kernel's rules; never raises for bad input.
 
     ``max_decompressed`` caps the bytes decompressed (default: the image module's cap).  The
@@ -232,7 +235,7 @@ def unpack_to_rootfs(data: bytes | memoryview, fs: Tmpfs, *, max_decompressed: i
         error = UnpackError(message, str(exc))
     finally:
         unpacker.finish()
-        segments = len(img.segments) if error is None else len(img._segments)  # noqa: SLF001
+        segments = len(img.segments)
         img.close()
     return UnpackResult(unpacker.entries, skipped, segments, error)
 
@@ -253,9 +256,14 @@ def unpack_initrd(allocator: PageAllocator, start: int, end: int, fs: Tmpfs) -> 
         view = lease.view
         try:
             result = unpack_to_rootfs(view, fs, max_decompressed=_cap(allocator))
-            if result.error is not None and result.entries == 0 and result.error.message in (
-                "no cpio magic",
-                "invalid magic at start of compressed archive",
+            if (
+                result.error is not None
+                and result.entries == 0
+                and result.error.message
+                in (
+                    "no cpio magic",
+                    "invalid magic at start of compressed archive",
+                )
             ):
                 _keep_initrd_image(fs, view)
                 result = UnpackResult(0, result.skipped, 0, result.error, looks_like_initrd=True)
