@@ -262,6 +262,8 @@ class _GzipEngine:
     def produce(self, max_length: int) -> bytes:
         d = self._d
         while True:
+            if d.eof:  # a call past the end would append the leftover to unused_data again
+                return b""
             # Pending output first (zlib may hold some after filling max_length), then input.
             out = d.decompress(d.unconsumed_tail, max_length)
             if out or d.eof:
@@ -271,7 +273,9 @@ class _GzipEngine:
                 return out
 
     def end(self) -> int:
-        return self._feed.pos - len(self._d.unused_data) - len(self._d.unconsumed_tail)
+        # At the end of the stream unused_data holds the input left over (unconsumed_tail may
+        # still show a stale copy of part of it).
+        return self._feed.pos - len(self._d.unused_data)
 
 
 class _ImageFile:
@@ -558,7 +562,7 @@ class _ZstdCompressor:
     def __init__(self, level: int) -> None:
         import zstandard
 
-        self._c = zstandard.ZstdCompressor(level=level).compressobj()
+        self._c = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
 
     def compress(self, data: bytes | memoryview, /) -> bytes:
         out: bytes = self._c.compress(data)
