@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import stat
 import threading
@@ -343,6 +344,23 @@ def test_data_lives_in_allocator_pages(fs: Tmpfs, pa: PageAllocator) -> None:
         assert page.tobytes() == data[:PAGE_SIZE]
     with pa.page_view(second) as page:
         assert page[:5].tobytes() == data[PAGE_SIZE:]
+
+
+def test_data_in_scattered_frames(fs: Tmpfs, pa: PageAllocator) -> None:
+    hog = [pa.alloc(order=0, owner="hog") for _ in range(64)]
+    for pfn in hog[::2]:
+        pa.free(pfn)
+    data = pattern(5 * PAGE_SIZE + 3)
+    with fs.create("/f", 0o644) as f:
+        for start in range(0, len(data), 3000):
+            f.write(data[start : start + 3000])
+    pfns = fs.lookup("/f").pages
+    assert any(b != a + 1 for a, b in itertools.pairwise(pfns))
+    assert fs.read("/f") == data
+    assert fs.sha256("/f") == hashlib.sha256(data).hexdigest()
+    fs.unlink("/f")
+    for pfn in hog[1::2]:
+        pa.free(pfn)
 
 
 def test_write_accepts_any_buffer(fs: Tmpfs) -> None:

@@ -41,7 +41,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from bootmem.errors import OutOfMemoryError, TmpfsError, TmpfsNoSpaceError, TmpfsNotFoundError
+from bootmem.errors import (
+    OutOfMemoryError,
+    TmpfsError,
+    TmpfsNoSpaceError,
+    TmpfsNotFoundError,
+    UsageError,
+)
 from bootmem.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -247,7 +253,7 @@ class Tmpfs:
             self.limit_pages = allocator.total_pages // 2
         else:
             if size_limit < 0:
-                raise ValueError(f"negative tmpfs size limit {size_limit}")
+                raise UsageError(f"negative tmpfs size limit {size_limit}")
             self.limit_pages = -(-size_limit // PAGE_SIZE)
         self._lock = threading.RLock()
         self._next_ino = 1
@@ -513,7 +519,12 @@ class Tmpfs:
         other types."""
         with self._lock:
             inode = self._regular(path)
-            return b"".join(self._chunks(inode))
+            data = bytearray(inode.size)
+            at = 0
+            for window in self._windows(inode):
+                data[at : at + len(window)] = window
+                at += len(window)
+            return bytes(data)
 
     def readlink(self, path: str) -> str:
         """The target of symlink ``path``.  ``EINVAL`` if it is not a symlink."""
@@ -727,23 +738,20 @@ class Tmpfs:
             with self._allocator.page_view(pfn) as page:
                 page[start:end] = _ZERO_PAGE[: end - start]
 
-    def _chunks(self, inode: Inode) -> Iterator[bytes]:
-        """A regular file's data, a copy of one page at a time."""
+    def _windows(self, inode: Inode) -> Iterator[memoryview]:
+        """Views of a regular file's data, one per run of consecutive pages; each is released
+        when the iteration moves on."""
         remaining = inode.size
-        for pfn in inode.pages:
-            n = min(remaining, PAGE_SIZE)
-            with self._allocator.page_view(pfn) as page:
-                yield page[:n].tobytes()
+        for pfn, npages in _runs(inode.pages, 0, len(inode.pages)):
+            n = min(remaining, npages * PAGE_SIZE)
+            with self._allocator.page_view(pfn, npages) as window, window[:n] as used:
+                yield used
             remaining -= n
 
     def _sha256(self, inode: Inode) -> str:
         digest = hashlib.sha256()
-        remaining = inode.size
-        for pfn in inode.pages:
-            n = min(remaining, PAGE_SIZE)
-            with self._allocator.page_view(pfn) as page, page[:n] as used:
-                digest.update(used)
-            remaining -= n
+        for window in self._windows(inode):
+            digest.update(window)
         return digest.hexdigest()
 
     def _shrink(self, inode: Inode, size: int) -> None:
@@ -776,32 +784,51 @@ class Tmpfs:
         end = pos + len(data)
         if end == pos:
             return pos, None
-        view = self._allocator.page_view
         with self._lock:
-            if pos > inode.size and inode.size % PAGE_SIZE:
-                self._zero(inode.pages[-1], inode.size % PAGE_SIZE, PAGE_SIZE)
             pages = inode.pages
-            index = min(pos // PAGE_SIZE, len(pages))
-            last = (end - 1) // PAGE_SIZE
-            while index <= last:
-                page_start = index * PAGE_SIZE
-                a = max(pos, page_start) - page_start
-                b = min(end, page_start + PAGE_SIZE) - page_start
-                if index == len(pages):
-                    try:
-                        pages.append(self._alloc_page(path))
-                    except TmpfsError as exc:
-                        # Keep what was copied; give back pages allocated only for the gap.
-                        if page_start <= pos:
-                            self._shrink(inode, inode.size)
-                            return pos, exc
-                        self._shrink(inode, max(inode.size, page_start))
-                        return page_start, exc
-                    if a > 0:  # a page in the gap before pos, or holding its start
-                        self._zero(pages[index], 0, min(a, PAGE_SIZE))
-                if a < b:
-                    with view(pages[index]) as page:
-                        page[a:b] = data[page_start + a - pos : page_start + b - pos]
-                index += 1
+            first_new = len(pages)
+            if pos > inode.size and inode.size % PAGE_SIZE:
+                self._zero(pages[-1], inode.size % PAGE_SIZE, PAGE_SIZE)
+            error: TmpfsError | None = None
+            try:
+                while len(pages) * PAGE_SIZE < end:
+                    pages.append(self._alloc_page(path))
+            except TmpfsError as exc:
+                error = exc
+                end = len(pages) * PAGE_SIZE  # copy what fits in the pages there are
+                if end <= pos:  # nothing to copy: give back the pages taken for the gap
+                    self._shrink(inode, inode.size)
+                    return pos, error
+            # New pages in the gap before pos (or holding its start) read as zeros there.
+            for index in range(first_new, len(pages)):
+                gap = min(pos - index * PAGE_SIZE, PAGE_SIZE)
+                if gap <= 0:
+                    break
+                self._zero(pages[index], 0, gap)
+            first = pos // PAGE_SIZE
+            offset = pos - first * PAGE_SIZE
+            copied = 0
+            for pfn, npages in _runs(pages, first, (end - 1) // PAGE_SIZE + 1):
+                n = min(npages * PAGE_SIZE - offset, end - pos - copied)
+                with self._allocator.page_view(pfn, npages) as window:
+                    window[offset : offset + n] = data[copied : copied + n]
+                copied += n
+                offset = 0
             inode.size = max(inode.size, end)
-        return end, None
+        return end, error
+
+
+def _runs(pfns: list[int], start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """``pfns[start:stop]`` as runs of consecutive frames: ``(first pfn, number of pages)``."""
+    if start >= stop:
+        return
+    head = pfns[start]
+    count = 1
+    for index in range(start + 1, stop):
+        pfn = pfns[index]
+        if pfn == head + count:
+            count += 1
+        else:
+            yield head, count
+            head, count = pfn, 1
+    yield head, count
