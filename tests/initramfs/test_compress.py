@@ -37,8 +37,9 @@ def _stream(data: bytes, name: str, offset: int = 0, cap: int = 1 << 40) -> Memb
 def _decompress_cli(data: bytes, name: str) -> bytes:
     cmd = PEER_COMPRESSORS[name]
     exe = require_tool(cmd[0])
-    return subprocess.run([exe, "-d", "-c", *(["-q"] if name != "bzip2" else [])], input=data,
-                          capture_output=True, check=True).stdout  # fmt: skip
+    return subprocess.run(
+        [exe, "-d", "-c", *(["-q"] if name != "bzip2" else [])], input=data, capture_output=True, check=True
+    ).stdout
 
 
 @pytest.mark.parametrize(

@@ -175,26 +175,28 @@ class Entry:
         return self.c_ino, self.c_devmajor, self.c_devminor, stat.S_IFMT(self.c_mode)
 
 
-def parse_header(raw: bytes, offset: int = 0) -> tuple[Format, dict[str, int]]:
+def parse_header(raw: bytes, offset: int = 0, where: str = "") -> tuple[Format, dict[str, int]]:
     """Parse a 110-byte header into its format and its fields (``c_ino`` ...).
 
-    Raises :class:`CpioError` naming ``offset`` for the ``070707`` format (with the
-    kernel's "incorrect cpio method used" message), any other magic ("no cpio magic"), and
-    a field that is not 8 hex digits.
+    Raises :class:`CpioError` naming ``offset`` (followed by ``where``, if given) for the
+    ``070707`` format (with the kernel's "incorrect cpio method used" message), any other
+    magic ("no cpio magic"), and a field that is not 8 hex digits.
     """
     if len(raw) < HEADER_SIZE:
-        raise CpioError(f"truncated cpio header at offset {offset:#x}: {len(raw)} of {HEADER_SIZE} bytes")
+        raise CpioError(
+            f"truncated cpio header at offset {offset:#x}{where}: {len(raw)} of {HEADER_SIZE} bytes"
+        )
     magic, *values = HEADER.unpack_from(raw)
     fmt = _FORMAT_OF.get(magic)
     if fmt is None:
         if magic == MAGIC_ODC:
-            raise CpioError(f"incorrect cpio method used: use -H newc option (at offset {offset:#x})")
-        raise CpioError(f"no cpio magic at offset {offset:#x}: {magic!r}")
+            raise CpioError(f"incorrect cpio method used: use -H newc option (at offset {offset:#x}{where})")
+        raise CpioError(f"no cpio magic at offset {offset:#x}{where}: {magic!r}")
     fields: dict[str, int] = {}
     for i, (name, value) in enumerate(zip(FIELDS, values, strict=True)):
         if not _HEX.issuperset(value):
-            where = offset + 6 + 8 * i
-            raise CpioError(f"bad {name} {value!r} in cpio header at offset {where:#x}: not 8 hex digits")
+            at = offset + 6 + 8 * i
+            raise CpioError(f"bad {name} {value!r} in cpio header at offset {at:#x}{where}: not 8 hex digits")
         fields[name] = int(value, 16)
     return fmt, fields
 
@@ -405,7 +407,7 @@ class CpioReader:
             raise CpioError(
                 f"truncated cpio header at {self._where(start)}: {len(raw)} of {HEADER_SIZE} bytes"
             )
-        fmt, f = parse_header(raw, self._base + start)
+        fmt, f = parse_header(raw, self._base + start, self._where_suffix)
         namesize = f["c_namesize"]
         filesize = f["c_filesize"]
         if (namesize == 0 or namesize > PATH_MAX) and not self._strict:
