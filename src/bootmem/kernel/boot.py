@@ -200,7 +200,7 @@ def boot(
 ) -> BootReport:
     """Boot ``initrd`` on ``machine`` (or on the machine ``dtb`` describes) and report.
 
-    ``rootfs_size`` is the tmpfs limit in bytes (default: half of RAM, as Linux).  ``load``
+    ``rootfs_size`` is the tmpfs limit in bytes (default: half the pages the allocator manages, as Linux).  ``load``
     runs in the boot thread while an asynchronous unpack is in flight and must return once the
     event is set.  ``observer`` sees every allocator event from the first reservation on;
     ``allocator_hook`` is called once the allocator exists (fault injection in tests).
@@ -269,7 +269,9 @@ def boot(
     if allocator_hook is not None:
         allocator_hook(pa)
 
-    limit = rootfs_size if rootfs_size is not None else total * PAGE_SIZE // 2
+    # shmem_default_max_blocks(): half of totalram_pages() when rootfs is mounted, which
+    # counts the pages the allocator manages, not those memblock kept (kernel, initrd).
+    limit = rootfs_size if rootfs_size is not None else available * PAGE_SIZE // 2
     rootfs = Tmpfs(pa, size_limit=limit)
     report = BootReport(
         ram=ram,
@@ -286,13 +288,18 @@ def boot(
         rootfs=rootfs,
         clock_origin=t_start,
     )
-    used_peak = [total - available]
+    # Pages not free, kept from the events (each says how many pages left or reached the
+    # free lists) rather than recounted at every one of them.
+    used = [total - available]
+    used_peak = [used[0]]
 
-    def track(_event: AllocatorEvent) -> None:
-        s = pa.stats()
-        used = s["total"] - hole_pages - s["free"]
-        if used > used_peak[0]:
-            used_peak[0] = used
+    def track(event: AllocatorEvent) -> None:
+        if event.op in ("alloc", "reserve"):
+            used[0] += event.pages
+            if used[0] > used_peak[0]:
+                used_peak[0] = used[0]
+        else:
+            used[0] -= event.pages
 
     unsubscribe = pa.subscribe(track)
 
