@@ -200,9 +200,9 @@ def boot(
 ) -> BootReport:
     """Boot ``initrd`` on ``machine`` (or on the machine ``dtb`` describes) and report.
 
-    ``rootfs_size`` is the tmpfs limit in bytes (default: half the pages the allocator manages, as Linux).  ``load``
-    runs in the boot thread while an asynchronous unpack is in flight and must return once the
-    event is set.  ``observer`` sees every allocator event from the first reservation on;
+    ``rootfs_size`` is the tmpfs limit in bytes (default: half the pages the allocator manages,
+    as Linux).  ``load`` runs in the boot thread while an asynchronous unpack is in flight and
+    must return once the event is set.  ``observer`` sees every allocator event from the first reservation on;
     ``allocator_hook`` is called once the allocator exists (fault injection in tests).
 
     Raises :class:`BootError` for a machine that cannot boot at all (an image that does not
