@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Literal, Protocol
 
-import numpy as np
-
 from bootmem.errors import ChecksumError, CpioError
 
 MAGIC_NEWC = b"070701"
@@ -79,6 +77,8 @@ def data_checksum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     """The crc format's ``c_check``: ``start`` plus the sum of ``data``'s bytes, modulo 2**32."""
     if not len(data):
         return start
+    import numpy as np  # only crc archives need it; keeps `bootmem ls` start-up light
+
     total = int(np.frombuffer(data, dtype=np.uint8).sum(dtype=np.uint64))
     return (start + total) & 0xFFFFFFFF
 

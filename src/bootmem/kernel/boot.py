@@ -31,7 +31,7 @@ from bootmem.errors import BootError
 from bootmem.fdt import DeviceTree
 from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel.log import BootLog
-from bootmem.kernel.unpack import DEFAULT_BUILTIN, UnpackResult, unpack_builtin, unpack_initrd
+from bootmem.kernel.unpack import UnpackResult, default_builtin, unpack_builtin, unpack_initrd
 from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
 from bootmem.units import align_down, align_up, format_k
 
@@ -192,7 +192,8 @@ def boot(
     cmdline: str = "",
     free_policy: FreePolicy = "exact",
     rootfs_size: int | None = None,
-    builtin: bytes | None = DEFAULT_BUILTIN,
+    builtin: bytes | None = None,
+    no_builtin: bool = False,
     poison: int | None = 0xCC,
     load: Load | None = None,
     observer: Callable[[AllocatorEvent], None] | None = None,
@@ -204,6 +205,8 @@ def boot(
     as Linux).  ``load`` runs in the boot thread while an asynchronous unpack is in flight and
     must return once the event is set.  ``observer`` sees every allocator event from the first reservation on;
     ``allocator_hook`` is called once the allocator exists (fault injection in tests).
+    ``builtin`` is the built-in initramfs unpacked first (default: Linux's default list,
+    ``/dev``, ``/dev/console``, ``/root``); ``no_builtin=True`` boots without one.
 
     Raises :class:`BootError` for a machine that cannot boot at all (an image that does not
     fit, a device tree without memory); a bad initrd is not an exception but a logged
@@ -304,8 +307,8 @@ def boot(
     unsubscribe = pa.subscribe(track)
 
     # populate_rootfs: the built-in initramfs first (its errors panic in Linux).
-    if builtin:
-        err = unpack_builtin(builtin, rootfs)
+    if not no_builtin:
+        err = unpack_builtin(builtin if builtin is not None else default_builtin(), rootfs)
         if err is not None:
             raise BootError(f"Kernel panic - not syncing: {err.message}")
 

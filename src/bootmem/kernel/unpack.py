@@ -25,6 +25,7 @@ so that the release that follows can prove nobody holds the initrd's bytes.
 
 from __future__ import annotations
 
+import functools
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ KERNEL_MESSAGES = (
 )
 
 
-def _build_default_builtin() -> bytes:
+@functools.cache
+def default_builtin() -> bytes:
+    """The built-in initramfs of a kernel without ``CONFIG_INITRAMFS_SOURCE``, as cpio bytes."""
     import io
 
     from bootmem.initramfs.create import create_image
@@ -287,4 +290,3 @@ def _keep_initrd_image(fs: Tmpfs, view: memoryview) -> None:
         pass  # Linux: "/initrd.image: short write", and boot goes on
 
 
-DEFAULT_BUILTIN = _build_default_builtin()
