@@ -288,5 +288,3 @@ def _keep_initrd_image(fs: Tmpfs, view: memoryview) -> None:
             out.write(view)
     except TmpfsNoSpaceError:
         pass  # Linux: "/initrd.image: short write", and boot goes on
-
-
