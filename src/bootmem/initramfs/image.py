@@ -26,10 +26,10 @@ import builtins
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from bootmem.errors import CompressionError, CpioError, ImageError
 from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, detect
@@ -407,6 +407,21 @@ class Image:
                     raise ImageError(f"entry {entry.name!r} lies past the end of segment {segment.index}")
                 skip -= len(got)
         return io.BufferedReader(_EntryFile(stream, entry.c_filesize))
+
+    def extractall(
+        self,
+        path: str | os.PathLike[str] = ".",
+        members: Iterable[Entry | str] | None = None,
+        *,
+        filter: str | Callable[..., Any] = "data",
+        segment: int | None = None,
+    ) -> Any:
+        """Extract the image under ``path``, later entries replacing earlier ones as the kernel
+        does, through the extraction ``filter`` (``"data"`` by default, PEP 706); see
+        :func:`bootmem.initramfs.extract.extractall`, which this calls."""
+        from bootmem.initramfs.extract import extractall
+
+        return extractall(self, path, members=members, filter=filter, segment=segment)
 
 
 def _normalise(name: str) -> str:
