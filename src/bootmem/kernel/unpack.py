@@ -229,8 +229,12 @@ def unpack_to_rootfs(
     img = bootmem.initramfs.open(data, strict=False, max_decompressed=max_decompressed)
     error: UnpackError | None = None
     skipped = 0
+    # Keep the pass open until the segments are counted: a pass abandoned by an error raised
+    # here (a checksum met while copying, a write error) would make ``img.segments`` start a
+    # second pass, which raises that error again.
+    stream = img.stream()
     try:
-        for entry, reader in img.stream():
+        for entry, reader in stream:
             unpacker.apply(entry, reader)
             skipped = reader.skipped
     except (ImageError, TmpfsError) as exc:
@@ -239,6 +243,7 @@ def unpack_to_rootfs(
     finally:
         unpacker.finish()
         segments = len(img.segments)
+        stream.close()
         img.close()
     return UnpackResult(unpacker.entries, skipped, segments, error)
 
