@@ -167,9 +167,10 @@ class _Unpacker:
         except TmpfsError:
             return  # filp_open failed: the kernel skips the data (state SkipIt)
         with out:
-            if linked == 1:
-                self._quietly(self.fs.chown, path, entry.c_uid, entry.c_gid)
-                self._quietly(self.fs.chmod, path, entry.c_mode)
+            # do_name: vfs_fchown and vfs_fchmod on every opened file, so an existing file
+            # rewritten by a later segment takes that entry's owner and mode too.
+            self._quietly(self.fs.chown, path, entry.c_uid, entry.c_gid)
+            self._quietly(self.fs.chmod, path, entry.c_mode)
             for chunk in reader.iter_data():
                 out.write(chunk)  # TmpfsNoSpaceError: "write error", raised to the caller
         self._quietly(self.fs.utime, path, entry.c_mtime)
