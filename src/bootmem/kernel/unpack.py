@@ -148,15 +148,12 @@ class _Unpacker:
                 self._quietly(self.fs.chmod, path, mode)
             self.dirs.append((path, entry.c_mtime))
         elif entry.isdev() and self._maybe_link(entry, path) == 0:
-            self._quietly(
-                self.fs.mknod,
-                path,
-                mode,
-                (entry.c_rdevmajor, entry.c_rdevminor),
-                entry.c_uid,
-                entry.c_gid,
-                entry.c_mtime,
-            )
+            # init_mknod, then init_chown, init_chmod and do_utime whether or not it succeeded:
+            # a node already there (the built-in /dev/console) takes the entry's attributes.
+            self._quietly(self.fs.mknod, path, mode, (entry.c_rdevmajor, entry.c_rdevminor))
+            self._quietly(self.fs.chown, path, entry.c_uid, entry.c_gid)
+            self._quietly(self.fs.chmod, path, mode)
+            self._utime(path, entry.c_mtime)
 
     def _regular(self, entry: Entry, path: str, reader: CpioReader) -> None:
         linked = self._maybe_link(entry, path)
@@ -196,11 +193,15 @@ class _Unpacker:
             remove = self.fs.rmdir if st.is_dir else self.fs.unlink
             self._quietly(remove, path)
 
+    def _utime(self, path: str, mtime: int) -> None:
+        """``do_utime``: ``init_utimes`` with ``AT_SYMLINK_NOFOLLOW``."""
+        self._quietly(self.fs.utime, path, mtime, follow_symlinks=False)
+
     @staticmethod
-    def _quietly(call: Callable[..., object], *args: object) -> bool:
+    def _quietly(call: Callable[..., object], *args: object, **kwargs: object) -> bool:
         """Run a filesystem call whose failure the kernel ignores; True if it succeeded."""
         try:
-            call(*args)
+            call(*args, **kwargs)
         except TmpfsNoSpaceError:
             raise
         except TmpfsError:
