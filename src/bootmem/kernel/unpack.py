@@ -170,7 +170,7 @@ class _Unpacker:
             self._quietly(self.fs.chmod, path, entry.c_mode)
             for chunk in reader.iter_data():
                 out.write(chunk)  # TmpfsNoSpaceError: "write error", raised to the caller
-        self._quietly(self.fs.utime, path, entry.c_mtime)
+        self._utime(path, entry.c_mtime)
 
     def _maybe_link(self, entry: Entry, path: str) -> int:
         """``maybe_link``: 1 when linked to an earlier entry, 0 when not a known link, -1 on failure."""
@@ -211,7 +211,7 @@ class _Unpacker:
     def finish(self) -> None:
         """``dir_utime``: directory mtimes, newest entry first as the kernel's list runs."""
         for path, mtime in reversed(self.dirs):
-            self._quietly(self.fs.utime, path, mtime)
+            self._utime(path, mtime)
         self.dirs.clear()
 
 
