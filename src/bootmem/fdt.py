@@ -140,6 +140,16 @@ class DeviceTree:
             fdt = libfdt.Fdt(data)
         except libfdt.FdtException as exc:
             raise FdtError(f"bad device tree: {libfdt.fdt_strerror(exc.err)}") from None
+        # fdt_check_full accepts a structure block without any node, but every accessor starts
+        # at the root, which libfdt (and drivers/of/fdt.c) expect as FDT_BEGIN_NODE at offset 0.
+        try:
+            fdt.get_name(0)
+        except libfdt.FdtException as exc:
+            off_struct = _HEADER.unpack_from(data)[2]
+            raise FdtError(
+                f"bad device tree: no root node at the structure block's start {off_struct:#x} "
+                f"({libfdt.fdt_strerror(exc.err)})"
+            ) from None
         return cls(data, fdt)
 
     @classmethod
