@@ -17,7 +17,7 @@ adds is what the kernel *does* with each entry:
   write: "write error".  The first error ends unpacking and what was unpacked stays
   (``error()`` keeps only the first message);
 - entries the kernel skips (``c_namesize`` 0 or over ``PATH_MAX``, symlink targets over
-  ``PATH_MAX``) are skipped.
+  ``PATH_MAX``, a directory or special file with a body) are skipped, and counted.
 
 The initrd is read through a lease on its reserved range, closed before this module returns,
 so that the release that follows can prove nobody holds the initrd's bytes.
@@ -123,15 +123,21 @@ class _Unpacker:
         self.dirs: list[tuple[str, int]] = []
         self.archive: tuple[int, int] = (0, 0)
         self.entries = 0
+        self.skipped = 0
 
     def apply(self, entry: Entry, reader: CpioReader) -> None:
         where = (entry.segment, entry.archive)
         if where != self.archive:  # a TRAILER!!! went by: free_hash()
             self.links.clear()
             self.archive = where
+        mode = entry.c_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISLNK(mode) and entry.c_filesize:
+            # do_header reads the name only "if (S_ISREG(mode) || !body_len)": any other
+            # entry with a body is skipped whole.
+            self.skipped += 1
+            return
         self.entries += 1
         path = _path(entry.name)
-        mode = entry.c_mode
         if stat.S_ISLNK(mode):
             self._clean(path, 0)
             self._quietly(
@@ -230,15 +236,15 @@ def unpack_to_rootfs(
     unpacker = _Unpacker(fs)
     img = bootmem.initramfs.open(data, strict=False, max_decompressed=max_decompressed)
     error: UnpackError | None = None
-    skipped = 0
+    readers: dict[int, CpioReader] = {}  # per segment, for the entries its reader skipped
     # Keep the pass open until the segments are counted: a pass abandoned by an error raised
     # here (a checksum met while copying, a write error) would make ``img.segments`` start a
     # second pass, which raises that error again.
     stream = img.stream()
     try:
         for entry, reader in stream:
+            readers[entry.segment] = reader
             unpacker.apply(entry, reader)
-            skipped = reader.skipped
     except (ImageError, TmpfsError) as exc:
         message = kernel_message(exc)
         error = UnpackError(message, str(exc))
@@ -247,6 +253,7 @@ def unpack_to_rootfs(
         segments = len(img.segments)
         stream.close()
         img.close()
+    skipped = unpacker.skipped + sum(reader.skipped for reader in readers.values())
     return UnpackResult(unpacker.entries, skipped, segments, error)
 
 
