@@ -252,7 +252,10 @@ def boot(
         reservations.append(region)
     pa.memory.write(layout.fdt.start, layout.dtb)
     if image is not None and layout.initrd is not None:
-        pa.memory.write(layout.initrd.start, image)
+        # A /chosen range outside the modelled RAM holds nothing: the check below disables it.
+        at = layout.initrd.start
+        if lo <= at and at + len(image) <= hi:
+            pa.memory.write(at, image)
 
     initrd_region, disabled = _reserve_initrd(pa, tree, ram, log, layout.initrd)
     phase("reserve")
