@@ -48,8 +48,8 @@ class BootLog:
         return float(self._clock()) - self._t0
 
     def printk(self, message: str, level: Level = "info") -> LogLine:
-        line = LogLine(self.now(), level, message)
-        with self._lock:
+        with self._lock:  # stamped under the lock, so that the lines stay in time order
+            line = LogLine(self.now(), level, message)
             self._lines.append(line)
         return line
 
