@@ -1,0 +1,383 @@
+"""The boot sequence: placement, the device-tree handoff, the release of the initrd, the figures."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+
+import pytest
+
+from bootmem.errors import BootError, OutOfMemoryError, RegionBusyError
+from bootmem.fdt import DeviceTree
+from bootmem.fs.tmpfs import Tmpfs
+from bootmem.kernel import unpack
+from bootmem.kernel.boot import BootReport, CommandLine, Machine, boot
+from bootmem.kernel.example import example_image
+from bootmem.kernel.unpack import unpack_to_rootfs
+from bootmem.mm import PAGE_SIZE, PageAllocator
+from tests.kernel.conftest import MACHINE, SYNC, archive, compile_dts, dts, f, small_image
+
+RAM = (0x4000_0000, 0x4400_0000)  # 64 MiB, as MACHINE
+KERNEL = (0x4000_0000, 0x4100_0000)  # 16 MiB at the bottom
+
+MakeDtb = Callable[..., bytes]
+
+
+@pytest.fixture(params=["dtc", "build"])
+def make_dtb(request: pytest.FixtureRequest) -> MakeDtb:
+    """``make_dtb(initrd=(start, end), cells=1|2, memreserve=None)``: by dtc or by DeviceTree.build."""
+
+    def make(
+        *, initrd: tuple[int, int], cells: int = 2, memreserve: tuple[int, int] | None = None
+    ) -> bytes:
+        if request.param == "dtc":
+            return compile_dts(dts(initrd=initrd, cells=cells, memreserve=memreserve))
+        return DeviceTree.build(
+            memory=[RAM],
+            initrd=initrd,
+            bootargs=SYNC,
+            memreserve=[memreserve] if memreserve else [],
+            initrd_cells=cells,
+        )
+
+    return make
+
+
+def _initrd_pfns(report: BootReport) -> range:
+    assert report.initrd is not None
+    return range(report.initrd.start // PAGE_SIZE, -(-report.initrd.end // PAGE_SIZE))
+
+
+def _allocate_everything(pa: PageAllocator) -> set[int]:
+    got = set()
+    while True:
+        try:
+            got.add(pa.alloc(0, owner="everything"))
+        except OutOfMemoryError:
+            return got
+
+
+def _accounted(report: BootReport) -> None:
+    """Every page is free, in the rootfs, or reserved; the per-owner figures add up."""
+    pa = report.allocator
+    assert pa is not None and report.rootfs is not None
+    pa.check_invariants()
+    s = pa.stats()
+    assert s["free"] + report.rootfs_pages + s["reserved"] == s["total"]
+    assert s["allocated"] == report.rootfs_pages == report.rootfs.used_pages
+    owners = pa.pages_by_owner()
+    assert sum(owners.values()) == s["total"]
+    assert owners.get("rootfs", 0) == report.rootfs_pages
+    assert owners["free"] == s["free"] == report.free_pages_end
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cmdline", [SYNC, "initramfs_async=1"])
+def test_release_gives_back_every_initrd_frame(cmdline: str) -> None:
+    image = example_image()
+    report = boot(image, machine=MACHINE, cmdline=cmdline)
+    pa = report.allocator
+    assert pa is not None and report.ok
+    pfns = _initrd_pfns(report)
+    assert report.freed_pages == len(pfns) == -(-len(image) // PAGE_SIZE)
+    assert report.free_pages_end == report.free_pages_before_release + report.freed_pages
+    assert f"Freeing initrd memory: {report.freed_pages * 4}K" in report.log.messages()
+    assert not [r for r in pa.reserved_regions() if r[0] == "initrd"]
+    pa.check_invariants()
+    _accounted(report)
+    # The freed frames read as POISON_FREE_INITMEM, and allocating every free page serves them all.
+    assert report.initrd is not None
+    assert pa.memory.read(report.initrd.start, 64) == b"\xcc" * 64
+    everything = _allocate_everything(pa)
+    assert len(everything) == report.free_pages_end
+    assert set(pfns) <= everything
+    pa.check_invariants()
+
+
+def test_boot_figures_and_log() -> None:
+    image = example_image()
+    report = boot(image, machine=MACHINE, cmdline=SYNC)
+    messages = report.log.messages()
+    assert messages[messages.index("Trying to unpack rootfs image as initramfs...") + 1].startswith(
+        "Freeing initrd memory: "
+    )
+    memory = next(m for m in messages if m.startswith("Memory: "))
+    assert memory.startswith(f"Memory: {report.available_pages * 4}K/{report.total_pages * 4}K available (")
+    assert report.init == "/init" and messages[-1] == "Run /init as init process"
+    assert report.total_pages == MACHINE.ram_size // PAGE_SIZE
+    assert report.reserved_pages_at_init == report.total_pages - report.available_pages
+    assert report.rootfs is not None
+    assert report.rootfs_files == len(report.rootfs.tree())
+    assert report.rootfs_bytes == report.rootfs_pages * PAGE_SIZE
+    assert report.peak_used_pages >= report.reserved_pages_at_init + report.rootfs_pages
+    data = report.to_json()
+    assert data["ok"] is True and data["freed_pages"] == report.freed_pages
+    assert data["rootfs"] == {"pages": report.rootfs_pages, "bytes": report.rootfs_bytes, "files": report.rootfs_files}
+    assert data["initramfs_async"] is False
+    assert [p["name"] for p in data["phases"]][:2] == ["handoff", "reserve"]
+
+
+def test_builtin_initramfs_is_unpacked_first() -> None:
+    image = archive(f("root/.profile", b"PS1=# \n"))
+    report = boot(image, machine=MACHINE, cmdline=SYNC)
+    assert report.rootfs is not None
+    assert report.rootfs.lookup("/dev/console", follow_symlinks=False).rdev == (5, 1)
+    assert report.rootfs.read("/root/.profile") == b"PS1=# \n"
+    assert report.init is None
+    assert report.log.messages()[-1] == "Kernel panic - not syncing: No working init found."
+    bare = boot(image, machine=MACHINE, cmdline=SYNC, no_builtin=True)
+    assert bare.rootfs is not None and not bare.rootfs.exists("/dev")
+
+
+def test_retain_initrd_keeps_it_reserved() -> None:
+    image = small_image()
+    report = boot(image, machine=MACHINE, cmdline=f"{SYNC} retain_initrd")
+    pa = report.allocator
+    assert pa is not None and report.initrd is not None
+    assert report.freed_pages == 0
+    assert not any(m.startswith("Freeing initrd memory") for m in report.log.messages())
+    assert ("initrd", report.initrd.start, report.initrd.end) in pa.reserved_regions()
+    assert pa.memory.read(report.initrd.start, len(image)) == image
+    _accounted(report)
+
+
+@pytest.mark.parametrize(
+    ("text", "retain", "asynchronous"),
+    [
+        ("", False, True),
+        ("retain_initrd", True, True),
+        ("quiet initramfs_async=0", False, False),
+        ("initramfs_async=off", False, False),
+        ("initramfs_async=y", False, True),
+        ("initramfs_async=1 retain_initrd=1", True, True),
+    ],
+)
+def test_command_line(text: str, retain: bool, asynchronous: bool) -> None:
+    args = CommandLine.parse(text)
+    assert (args.retain_initrd, args.initramfs_async, args.text) == (retain, asynchronous, text)
+
+
+def test_bad_command_line_value() -> None:
+    with pytest.raises(BootError, match="initramfs_async=maybe"):
+        CommandLine.parse("initramfs_async=maybe")
+
+
+# --- device trees ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cells", [1, 2])
+def test_dtb_places_the_image_exactly_at_chosen(make_dtb: MakeDtb, cells: int) -> None:
+    image = small_image()
+    start = 0x4200_0100  # not page aligned
+    end = start + len(image)
+    report = boot(image, dtb=make_dtb(initrd=(start, end), cells=cells), cmdline="ignored: bootargs wins")
+    pa = report.allocator
+    assert pa is not None and report.ok, report.log
+    assert report.cmdline.text == SYNC
+    assert (report.initrd and (report.initrd.start, report.initrd.end)) == (start, end)
+    assert f"RAMDISK: [mem {start:#010x}-{end - 1:#010x}]" in report.log.messages()
+    assert report.rootfs is not None and report.rootfs.read("/etc/b") == b"linked data\n"
+    assert report.freed_pages == len(_initrd_pfns(report))
+    _accounted(report)
+
+
+def test_dtb_image_loaded_at_chosen_is_the_image(make_dtb: MakeDtb) -> None:
+    image = small_image()
+    start = 0x4300_0000
+    dtb = make_dtb(initrd=(start, start + len(image) + 100), cells=1)
+    seen: list[bytes] = []
+    report = boot(image, dtb=dtb, allocator_hook=lambda pa: seen.append(pa.memory.read(start, len(image))))
+    assert seen == [image]
+    assert report.initrd is not None and report.initrd.end == start + len(image) + 100
+    assert report.ok
+
+
+@pytest.mark.parametrize("start", [0x9000_0000, 0x3000_0000, 0x43FF_F000])
+def test_dtb_initrd_outside_ram_is_disabled(make_dtb: MakeDtb, start: int) -> None:
+    image = small_image()
+    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image))))
+    size = -(-len(image) // PAGE_SIZE) * PAGE_SIZE
+    message = f"INITRD: 0x{start:08x}+0x{size:08x} is not a memory region - disabling initrd"
+    assert message in report.log.messages()
+    assert report.initrd is None and report.initrd_disabled == message
+    assert not report.ok
+    assert "Trying to unpack rootfs image as initramfs..." not in report.log.messages()
+    _accounted(report)
+
+
+@pytest.mark.parametrize("where", ["kernel", "memreserve"])
+def test_dtb_initrd_overlapping_a_reservation_is_disabled(make_dtb: MakeDtb, where: str) -> None:
+    image = small_image()
+    start = 0x4080_0000 if where == "kernel" else 0x4208_0000
+    reserve = (0x4200_0000, 0x4210_0000) if where == "memreserve" else None
+    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image)), memreserve=reserve))
+    size = -(-len(image) // PAGE_SIZE) * PAGE_SIZE
+    messages = report.log.messages()
+    first = f"INITRD: 0x{start:08x}+0x{size:08x} overlaps in-use memory region"
+    assert messages[messages.index(first) + 1] == " - disabling initrd"
+    assert report.initrd is None and report.initrd_disabled is not None
+    assert report.freed_pages == 0
+    _accounted(report)
+
+
+def test_dtb_image_bigger_than_chosen_range(make_dtb: MakeDtb) -> None:
+    image = small_image()
+    with pytest.raises(BootError, match=r"does not fit the \d+ bytes /chosen gives it"):
+        boot(image, dtb=make_dtb(initrd=(0x4200_0000, 0x4200_0000 + len(image) - 1)))
+
+
+def test_dtb_initrd_without_image() -> None:
+    with pytest.raises(BootError, match="give the image"):
+        boot(None, dtb=DeviceTree.build(memory=[RAM], initrd=(0x4200_0000, 0x4200_1000)))
+
+
+def test_dtb_without_memory() -> None:
+    with pytest.raises(BootError, match="no memory"):
+        boot(small_image(), dtb=DeviceTree.build(bootargs=""))
+
+
+def test_machine_too_small_for_kernel_and_image() -> None:
+    with pytest.raises(BootError, match="does not fit"):
+        boot(bytes(8 << 20), machine=Machine(ram_size=20 << 20))
+    with pytest.raises(BootError):
+        Machine(ram_size=(64 << 20) + 1)
+
+
+# --- release policies ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["exact", "linux-generic"])
+def test_free_policy_for_an_unaligned_initrd(policy: str) -> None:
+    image = small_image()
+    start = 0x4200_0100
+    end = start + len(image)
+    dtb = DeviceTree.build(memory=[RAM], initrd=(start, end), bootargs=SYNC)
+    report = boot(image, dtb=dtb, free_policy=policy)  # type: ignore[arg-type]
+    pa = report.allocator
+    assert pa is not None
+    touched = -(-end // PAGE_SIZE) - start // PAGE_SIZE
+    inside = end // PAGE_SIZE - -(-start // PAGE_SIZE)
+    partial = [r for r in pa.reserved_regions() if r[0] == "initrd (partial page)"]
+    if policy == "exact":
+        assert report.freed_pages == touched and not partial
+    else:
+        # free_reserved_area(PAGE_ALIGN(start), end & PAGE_MASK): the edge pages stay reserved.
+        assert report.freed_pages == inside == touched - 2
+        assert [(s, e) for _n, s, e in partial] == [
+            (start, -(-start // PAGE_SIZE) * PAGE_SIZE),
+            (end // PAGE_SIZE * PAGE_SIZE, end),
+        ]
+    assert f"Freeing initrd memory: {report.freed_pages * 4}K" in report.log.messages()
+    _accounted(report)
+
+
+def test_unknown_free_policy() -> None:
+    with pytest.raises(BootError, match="unknown free policy"):
+        boot(small_image(), machine=MACHINE, free_policy="lazy")  # type: ignore[arg-type]
+
+
+# --- too little memory ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine", "rootfs_size"),
+    [(MACHINE, 256 << 10), (Machine(ram_size=18 << 20), 18 << 20)],
+    ids=["tmpfs-limit", "no-free-page"],
+)
+def test_too_little_memory_is_a_write_error(machine: Machine, rootfs_size: int) -> None:
+    report = boot(example_image(), machine=machine, rootfs_size=rootfs_size, cmdline=SYNC)
+    messages = report.log.messages()
+    assert "Initramfs unpacking failed: write error" in messages
+    assert report.unpack_error == "write error" and not report.ok
+    assert report.freed_pages == len(_initrd_pfns(report)) > 0
+    assert messages.index("Initramfs unpacking failed: write error") < messages.index(
+        f"Freeing initrd memory: {report.freed_pages * 4}K"
+    )
+    if rootfs_size < machine.ram_size:
+        assert report.rootfs_pages == rootfs_size // PAGE_SIZE
+    _accounted(report)
+
+
+# --- the provenance rule --------------------------------------------------------------------------
+
+
+def test_stashed_slice_makes_release_fail_and_change_nothing() -> None:
+    pa = PageAllocator(base=0, size=16 << 20)
+    image = small_image()
+    start, end = 0x10_0000, 0x10_0000 + len(image)
+    pa.reserve(start, end, name="initrd")
+    pa.memory.write(start, image)
+    fs = Tmpfs(pa)
+    lease = pa.lease(start, end, owner="initramfs unpacker")
+    view = lease.view
+    stash = view[:16]
+    assert unpack_to_rootfs(view, fs).error is None
+    view.release()
+    before = (pa.stats(), pa.reserved_regions(), pa.leases(), pa.pages_by_owner())
+    with pytest.raises(RegionBusyError) as info:
+        pa.release_reserved(start, end)
+    assert f"[{start:#x}, {end:#x})" in str(info.value)
+    assert "'initramfs unpacker'" in str(info.value)
+    assert (pa.stats(), pa.reserved_regions(), pa.leases(), pa.pages_by_owner()) == before
+    assert bytes(stash[:6]) == b"070701"  # still readable: nothing was released
+    pa.check_invariants()
+    stash.release()
+    lease.close()
+    assert pa.release_reserved(start, end) == -(-end // PAGE_SIZE) - start // PAGE_SIZE
+    pa.check_invariants()
+
+
+def test_unpacker_stashing_a_slice_stops_the_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    stash: list[memoryview] = []
+
+    def stashing(data: memoryview, fs: Tmpfs, **kwargs: object) -> unpack.UnpackResult:
+        stash.append(data[100:200])
+        return unpack_to_rootfs(data, fs, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unpack, "unpack_to_rootfs", stashing)
+    allocators: list[PageAllocator] = []
+    with pytest.raises(RegionBusyError, match="'initramfs unpacker'") as info:
+        boot(small_image(), machine=MACHINE, cmdline=SYNC, allocator_hook=allocators.append)
+    pa = allocators[0]
+    (initrd,) = [r for r in pa.reserved_regions() if r[0] == "initrd"]
+    assert f"[{initrd[1]:#x}, {initrd[2]:#x})" in str(info.value)
+    assert pa.stats()["allocated"] == sum(
+        n for owner, n in pa.pages_by_owner().items() if owner == "rootfs"
+    )
+    pa.check_invariants()
+    stash.clear()
+
+
+# --- not an initramfs -------------------------------------------------------------------------------
+
+
+def test_not_an_initramfs_is_kept_as_initrd_image() -> None:
+    image = b"hsqs" + bytes(range(256)) * 40
+    report = boot(image, machine=MACHINE, cmdline=SYNC)
+    messages = report.log.messages()
+    assert (
+        "rootfs image is not initramfs (invalid magic at start of compressed archive); looks like an initrd"
+        in messages
+    )
+    assert report.looks_like_initrd and report.unpack_error is not None
+    assert report.rootfs is not None and report.rootfs.read("/initrd.image") == image
+    assert report.freed_pages == len(_initrd_pfns(report))
+    _accounted(report)
+
+
+def test_bad_checksum_is_logged() -> None:
+    image = bytearray(archive(f("init", b"#!/bin/sh\n", 0o755), format="crc"))
+    image[102:110] = b"DEADBEEF"
+    report = boot(bytes(image), machine=MACHINE, cmdline=SYNC)
+    assert "Initramfs unpacking failed: bad data checksum" in report.log.messages()
+    assert report.unpack_detail is not None and "'init'" in report.unpack_detail
+    _accounted(report)
+
+
+def test_report_device_nodes() -> None:
+    report = boot(example_image(), machine=MACHINE, cmdline=SYNC)
+    assert report.rootfs is not None
+    vda = report.rootfs.lookup("/dev/vda", follow_symlinks=False)
+    assert stat.S_ISBLK(vda.mode) and vda.rdev == (254, 0)
