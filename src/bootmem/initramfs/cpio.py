@@ -54,7 +54,8 @@ assert HEADER.size == HEADER_SIZE
 Format = Literal["newc", "crc"]
 _MAGIC_OF: dict[str, bytes] = {"newc": MAGIC_NEWC, "crc": MAGIC_CRC}
 _FORMAT_OF: dict[bytes, Format] = {MAGIC_NEWC: "newc", MAGIC_CRC: "crc"}
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HEX = frozenset(_HEX_DIGITS)
 
 # Entry types, as `ls -l` and `find -type` spell them.
 _TYPE_CHARS = {
@@ -192,6 +193,8 @@ def parse_header(raw: bytes, offset: int = 0, where: str = "") -> tuple[Format, 
         if magic == MAGIC_ODC:
             raise CpioError(f"incorrect cpio method used: use -H newc option (at offset {offset:#x}{where})")
         raise CpioError(f"no cpio magic at offset {offset:#x}{where}: {magic!r}")
+    if not raw[6:HEADER_SIZE].translate(None, _HEX_DIGITS):  # the common case, one C call
+        return fmt, {name: int(value, 16) for name, value in zip(FIELDS, values, strict=True)}
     fields: dict[str, int] = {}
     for i, (name, value) in enumerate(zip(FIELDS, values, strict=True)):
         if not _HEX.issuperset(value):
