@@ -1,0 +1,112 @@
+"""`bootmem boot`: the built-in example, --json, --tree, device trees, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bootmem.cli import main
+from bootmem.kernel.example import example_image
+from tests.kernel.conftest import compile_dts, dts
+
+
+def test_builtin_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--mem", "64M"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\[ +\d+\.\d{6}\] Freeing initrd memory: \d+K$", out, re.MULTILINE)
+    assert "Trying to unpack rootfs image as initramfs..." in out
+    assert "Run /init as init process" in out
+    assert "built-in example" in out
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--mem", "64M", "--json", "--cmdline", "initramfs_async=0"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["initramfs_async"] is False
+    assert data["total_pages"] == (64 << 20) // 4096
+    assert data["freed_pages"] > 0 and data["rootfs"]["pages"] > 0
+    assert data["free_pages_end"] == data["free_pages_before_release"] + data["freed_pages"]
+    assert any(line.endswith(f"Freeing initrd memory: {data['freed_pages'] * 4}K") for line in data["log"])
+
+
+def test_tree_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = tmp_path / "tree.tsv"
+    assert main(["boot", "--mem", "64M", "--tree", str(tree)]) == 0
+    capsys.readouterr()
+    lines = tree.read_text().splitlines()
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines}
+    assert [line.split("\t")[0] for line in lines] == sorted(rows)
+    assert all(len(r) == 10 for r in rows.values())
+    assert rows["/"][1] == "d"
+    init = rows["/init"]
+    assert init[1:5] == ["f", "0755", "0", "0"] and re.fullmatch(r"[0-9a-f]{64}", init[9])
+    assert init[6:9] == ["1", "1700000000", "-"]
+    assert rows["/bin/sh"][1] == "l" and rows["/bin/sh"][9] == "busybox"
+    assert rows["/dev/vda"][1] == "b" and rows["/dev/vda"][8] == "254:0" and rows["/dev/vda"][9] == "-"
+    assert rows["/dev/console"][8] == "5:1"
+    assert rows["/tmp"][2] == "1777"
+    assert rows["/run/initctl"][1] == "p"
+    assert rows["/sbin/udhcpc-script"][6] == "2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--mem", "lots"], "lots"),
+        (["--mem", "64M", "--base", "0x1001"], "0x1001"),
+        (["--mem", "64M", "--rootfs-size", "150%"], "150%"),
+        (["--mem", "64M", "--initrd", "/nonexistent/initrd.img"], "/nonexistent/initrd.img"),
+    ],
+    ids=["bad-mem", "unaligned-base", "bad-rootfs-pct", "missing-initrd"],
+)
+def test_bad_input_is_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bootmem: error: ")
+    assert needle in lines[0]
+
+
+def test_dtb_with_32_bit_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = example_image()
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(image)
+    start = 0x4200_0000
+    dtb = tmp_path / "board.dtb"
+    dtb.write_bytes(compile_dts(dts(initrd=(start, start + len(image)), cells=1, bootargs="initramfs_async=0")))
+    assert main(["boot", "--initrd", str(initrd), "--dtb", str(dtb), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["initrd"]["start"] == start and data["initrd"]["end"] == start + len(image)
+    assert data["cmdline"] == "initramfs_async=0"
+    assert data["freed_pages"] == -(-len(image) // 4096)
+
+
+def test_disabled_initrd_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = example_image()
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(image)
+    dtb = tmp_path / "board.dtb"
+    dtb.write_bytes(compile_dts(dts(initrd=(0x9000_0000, 0x9000_0000 + len(image)), cells=1)))
+    assert main(["boot", "--initrd", str(initrd), "--dtb", str(dtb)]) == 1
+    out = capsys.readouterr().out
+    assert "is not a memory region - disabling initrd" in out
+    assert "initrd       disabled: INITRD: 0x90000000" in out
+
+
+def test_small_rootfs_size_fails_with_write_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--mem", "64M", "--rootfs-size", "256K", "--free-policy", "linux-generic"]) == 1
+    out = capsys.readouterr().out
+    assert "Initramfs unpacking failed: write error" in out
+    assert "Freeing initrd memory: " in out
+    assert "unpacking    failed: " in out
+
+
+def test_retain_initrd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--mem", "64M", "--cmdline", "retain_initrd"]) == 0
+    out = capsys.readouterr().out
+    assert "Freeing initrd memory" not in out
+    assert "freed        nothing: retain_initrd" in out
