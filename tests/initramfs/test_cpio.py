@@ -244,3 +244,10 @@ def test_max_entries() -> None:
     data = archive(*[reg(f"f{i}") for i in range(10)])
     with pytest.raises(CpioError, match="more than 5 entries"):
         list(CpioReader(io.BytesIO(data), max_entries=5))
+
+
+def test_truncated_data_found_when_the_data_is_skipped() -> None:
+    cut = BASE[: SECOND + 124 + 5]
+    where = f"offset {len(cut):#x}"
+    with pytest.raises(CpioError, match=rf"truncated data of 'second': 9 bytes missing at {where}"):
+        list(CpioReader(io.BytesIO(cut)))

@@ -262,6 +262,18 @@ class _Source:
             got += len(more)
         return b"".join(parts)
 
+    def skip(self, n: int, chunk: int = 1 << 20) -> int:
+        """Consume up to ``n`` bytes without joining them; return how many (fewer only at the end)."""
+        done = min(len(self._buf) - self._pos, n)
+        self._pos += done
+        while done < n:
+            got = len(self._stream.read(min(n - done, chunk)))
+            if not got:
+                break
+            done += got
+        self.position += done
+        return done
+
     def peek(self, n: int) -> bytes:
         """The next ``n`` bytes (fewer at the end of the stream), without consuming them."""
         if len(self._buf) - self._pos < n:
@@ -504,7 +516,17 @@ class CpioReader:
         self._current = None
 
     def _finish_current(self) -> None:
-        if self._current is not None:
+        entry = self._current
+        if entry is not None:
+            if self._pending and self._pending_sum is None:
+                # Data nobody took and no checksum to verify: drop it without copying it around.
+                missing = self._pending - self._src.skip(self._pending)
+                if missing:
+                    self._pending = missing
+                    raise CpioError(
+                        f"truncated data of {entry.name!r}: {missing} bytes missing at {self._where()}"
+                    )
+                self._pending = 0
             for _ in self.iter_data():
                 pass
 
