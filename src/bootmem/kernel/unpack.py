@@ -251,7 +251,7 @@ def unpack_to_rootfs(
     finally:
         unpacker.finish()
         segments = len(img.segments)
-        stream.close()
+        del stream  # the last reference: the pass ends here
         img.close()
     skipped = unpacker.skipped + sum(reader.skipped for reader in readers.values())
     return UnpackResult(unpacker.entries, skipped, segments, error)
