@@ -77,7 +77,9 @@ def test_dtb_with_32_bit_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str
     initrd.write_bytes(image)
     start = 0x4200_0000
     dtb = tmp_path / "board.dtb"
-    dtb.write_bytes(compile_dts(dts(initrd=(start, start + len(image)), cells=1, bootargs="initramfs_async=0")))
+    dtb.write_bytes(
+        compile_dts(dts(initrd=(start, start + len(image)), cells=1, bootargs="initramfs_async=0"))
+    )
     assert main(["boot", "--initrd", str(initrd), "--dtb", str(dtb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["initrd"]["start"] == start and data["initrd"]["end"] == start + len(image)

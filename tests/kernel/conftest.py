@@ -103,7 +103,7 @@ def dts(
         f"/dts-v1/;\n{reserve}/ {{\n\t#address-cells = <2>;\n\t#size-cells = <2>;\n"
         f'\tmodel = "test,board";\n\tcompatible = "test,board";\n'
         f"\tchosen {{\n{chosen}\t}};\n"
-        f"\tmemory@{start:x} {{\n\t\tdevice_type = \"memory\";\n"
+        f'\tmemory@{start:x} {{\n\t\tdevice_type = "memory";\n'
         f"\t\treg = <{start >> 32:#x} {start & 0xFFFF_FFFF:#x} {size >> 32:#x} {size & 0xFFFF_FFFF:#x}>;\n"
         f"\t}};\n}};\n"
     )

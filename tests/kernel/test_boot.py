@@ -27,9 +27,7 @@ MakeDtb = Callable[..., bytes]
 def make_dtb(request: pytest.FixtureRequest) -> MakeDtb:
     """``make_dtb(initrd=(start, end), cells=1|2, memreserve=None)``: by dtc or by DeviceTree.build."""
 
-    def make(
-        *, initrd: tuple[int, int], cells: int = 2, memreserve: tuple[int, int] | None = None
-    ) -> bytes:
+    def make(*, initrd: tuple[int, int], cells: int = 2, memreserve: tuple[int, int] | None = None) -> bytes:
         if request.param == "dtc":
             return compile_dts(dts(initrd=initrd, cells=cells, memreserve=memreserve))
         return DeviceTree.build(
@@ -114,7 +112,11 @@ def test_boot_figures_and_log() -> None:
     assert report.peak_used_pages >= report.reserved_pages_at_init + report.rootfs_pages
     data = report.to_json()
     assert data["ok"] is True and data["freed_pages"] == report.freed_pages
-    assert data["rootfs"] == {"pages": report.rootfs_pages, "bytes": report.rootfs_bytes, "files": report.rootfs_files}
+    assert data["rootfs"] == {
+        "pages": report.rootfs_pages,
+        "bytes": report.rootfs_bytes,
+        "files": report.rootfs_files,
+    }
     assert data["initramfs_async"] is False
     assert [p["name"] for p in data["phases"]][:2] == ["handoff", "reserve"]
 
@@ -343,9 +345,7 @@ def test_unpacker_stashing_a_slice_stops_the_boot(monkeypatch: pytest.MonkeyPatc
     pa = allocators[0]
     (initrd,) = [r for r in pa.reserved_regions() if r[0] == "initrd"]
     assert f"[{initrd[1]:#x}, {initrd[2]:#x})" in str(info.value)
-    assert pa.stats()["allocated"] == sum(
-        n for owner, n in pa.pages_by_owner().items() if owner == "rootfs"
-    )
+    assert pa.stats()["allocated"] == pa.pages_by_owner()["rootfs"]
     pa.check_invariants()
     stash.clear()
 

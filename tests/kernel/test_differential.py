@@ -36,7 +36,16 @@ def _rootfs_snapshot(fs: Tmpfs) -> Snapshot:
         path, kind, mode, uid, gid, size, _nlink, mtime, rdev, data = line.split("\t")
         if path == "/":
             continue
-        paths[path] = (kind, mode, int(uid), int(gid), None if kind == "d" else int(size), int(mtime), rdev, data)
+        paths[path] = (
+            kind,
+            mode,
+            int(uid),
+            int(gid),
+            None if kind == "d" else int(size),
+            int(mtime),
+            rdev,
+            data,
+        )
     for path, inode in fs.walk():
         if inode.kind == "f" and inode.nlink > 1:
             groups.setdefault(id(inode), set()).add(path)
@@ -142,7 +151,9 @@ def test_later_segments_win_like_gnu_cpio_extracting_in_order(tmp_path: Path) ->
     assert report.rootfs is not None
     booted = _rootfs_snapshot(report.rootfs)
     by_cpio = _host_snapshot(_gnu_cpio([first, second], tmp_path / "cpio"))
-    assert booted[0]["/etc/conf"] == by_cpio[0]["/etc/conf"] == ("f", "0600", 0, 0, 7, 7, "-", _sha(b"second\n"))
+    assert (
+        booted[0]["/etc/conf"] == by_cpio[0]["/etc/conf"] == ("f", "0600", 0, 0, 7, 7, "-", _sha(b"second\n"))
+    )
     assert _without_dir_and_symlink_mtimes(booted[0]) == _without_dir_and_symlink_mtimes(by_cpio[0])
 
 

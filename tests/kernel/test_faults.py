@@ -44,7 +44,6 @@ def test_every_failing_allocation_ends_cleanly(cmdline: str) -> None:
         assert pa.pages_by_owner().get("rootfs", 0) == report.rootfs_pages
         # The failed file keeps only the pages it got; every page is accounted for.
         assert stats["free"] + stats["allocated"] + stats["reserved"] == stats["total"]
-        assert sum(len(inode.pages) for _path, inode in {id(i): (p, i) for p, i in report.rootfs.walk()}.values()) == (
-            report.rootfs_pages
-        )
+        inodes = {id(inode): inode for _path, inode in report.rootfs.walk()}
+        assert sum(len(inode.pages) for inode in inodes.values()) == report.rootfs_pages
     assert outcomes == {None, "write error"}
