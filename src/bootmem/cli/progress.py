@@ -1,0 +1,101 @@
+"""Progress bars on stderr for long work, and silence when stderr is not a terminal.
+
+>>> with progress_bar("unpacking", unit="bytes") as bar:   # a no-op when piped
+...     bar.advance(4096)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, TextIO
+
+from bootmem.units import format_size
+
+Unit = Literal["bytes", "steps"]
+
+
+class Bar(Protocol):
+    """What a caller does with a progress bar."""
+
+    def advance(self, amount: float = 1) -> None: ...
+
+    def update(
+        self, *, total: float | None = None, completed: float | None = None, description: str | None = None
+    ) -> None: ...
+
+
+class _Quiet:
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def update(
+        self, *, total: float | None = None, completed: float | None = None, description: str | None = None
+    ) -> None:
+        pass
+
+
+class _RichBar:
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, amount: float = 1) -> None:
+        self._progress.advance(self._task, amount)
+
+    def update(
+        self, *, total: float | None = None, completed: float | None = None, description: str | None = None
+    ) -> None:
+        fields: dict[str, Any] = {}
+        if total is not None:
+            fields["total"] = total
+        if completed is not None:
+            fields["completed"] = completed
+        if description is not None:
+            fields["description"] = description
+        self._progress.update(self._task, **fields)
+
+
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (default: stderr) is a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+@contextmanager
+def progress_bar(
+    description: str,
+    *,
+    total: float | None = None,
+    unit: Unit = "steps",
+    stream: TextIO | None = None,
+) -> Iterator[Bar]:
+    """A transient rich progress bar on ``stream`` (default stderr) when it is a terminal.
+
+    ``total`` ``None`` makes the bar pulse; ``unit="bytes"`` shows sizes as ``2.1 MiB``.  When
+    the stream is not a terminal the bar does nothing and nothing is written.
+    """
+    stream = stream if stream is not None else sys.stderr
+    if not is_terminal(stream):
+        yield _Quiet()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class _Amount(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            if unit == "bytes":
+                done = format_size(int(task.completed))
+                whole = f" / {format_size(int(task.total))}" if task.total is not None else ""
+            else:
+                done = f"{int(task.completed)}"
+                whole = f"/{int(task.total)}" if task.total is not None else ""
+            return Text(done + whole, style="progress.download")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), _Amount(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=Console(file=stream)) as progress:
+        task = progress.add_task(description, total=total)
+        yield _RichBar(progress, task)

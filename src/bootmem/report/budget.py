@@ -1,0 +1,486 @@
+"""How much RAM an image needs to boot, found with the model itself.
+
+:func:`find_budget` boots the image on machines of different RAM sizes and bisects for the
+smallest that boots, once with the initrd released after unpacking (Linux's default) and once
+with ``retain_initrd``.  A machine *boots* when unpacking succeeds, an init is found and at
+least ``init_free`` bytes are free when init starts.  Booting is assumed monotonic in RAM (more
+RAM never hurts), which holds for the model: RAM only adds free pages and raises tmpfs's limit.
+
+The search starts from a lower bound computed from the image's decompressed file sizes (read
+once), doubles a gap above it until a size boots, then bisects to ``step`` bytes (64 KiB by
+default): the answer ``min_ram`` boots and ``min_ram - step`` does not.
+
+:func:`parse_dmesg` reads a real kernel's boot log to calibrate the kernel's own footprint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bootmem import initramfs
+from bootmem.errors import BootError, UsageError
+from bootmem.initramfs.cpio import Entry
+from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE, DEFAULT_RAM_BASE, BootReport, Machine, boot
+from bootmem.mm import PAGE_SIZE
+from bootmem.report.owners import Owner
+from bootmem.report.timeline import record_boot
+from bootmem.units import align_down, align_up, format_k, format_size
+
+DEFAULT_STEP = 64 << 10
+DEFAULT_INIT_FREE = 4 << 20
+# No search goes past this much RAM.
+MAX_RAM = 1 << 40
+
+Limit = Literal["tmpfs", "pages", "init", "placement"]
+
+#: What each limit means, for people.
+LIMITS: dict[Limit, str] = {
+    "tmpfs": "tmpfs size limit",
+    "pages": "physical pages",
+    "init": "free memory left for init",
+    "placement": "room to load the kernel, initrd and device tree",
+}
+
+Progress = Callable[[str, int, int | None], None]  # (what, boots so far, boots expected or None)
+
+
+# --- calibration from a real boot log ------------------------------------------------------------
+
+_MEMORY_RE = re.compile(r"Memory: (\d+)K/(\d+)K available \(([^)]*)\)")
+_RESERVED_RE = re.compile(r"(\d+)K reserved")
+_CODE_RE = re.compile(r"(\d+)K kernel code")
+_RAMDISK_RE = re.compile(r"RAMDISK: \[mem (0x[0-9a-fA-F]+)-(0x[0-9a-fA-F]+)\]")
+_FREED_RE = re.compile(r"Freeing initrd memory: (\d+)K")
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What a real kernel's boot log says, and the model's ``kernel_size`` that reproduces it.
+
+    ``ram_bytes``, ``available_bytes`` and ``reserved_bytes`` come from the ``Memory:`` line
+    (``reserved`` counts everything the kernel held when its page allocator came up, the initrd
+    included); ``initrd_bytes`` from ``RAMDISK: [mem ...]`` (page-rounded) or else from
+    ``Freeing initrd memory:``.  ``kernel_size`` is the reserved memory less the initrd and one
+    page of device tree: the kernel's footprint at that RAM size (it grows with RAM in Linux,
+    by the page structs, so calibrate with a log from a machine of the size you budget for).
+    """
+
+    ram_bytes: int
+    available_bytes: int
+    reserved_bytes: int
+    kernel_code_bytes: int | None
+    initrd_bytes: int
+    initrd_start: int | None
+    freed_bytes: int | None
+    kernel_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ram_bytes": self.ram_bytes,
+            "available_bytes": self.available_bytes,
+            "reserved_bytes": self.reserved_bytes,
+            "kernel_code_bytes": self.kernel_code_bytes,
+            "initrd_bytes": self.initrd_bytes,
+            "initrd_start": self.initrd_start,
+            "freed_bytes": self.freed_bytes,
+            "kernel_size": self.kernel_size,
+        }
+
+
+def parse_dmesg(text: str, *, where: str = "boot log") -> Calibration:
+    """The :class:`Calibration` from a kernel boot log (``dmesg`` output, timestamps or not).
+
+    Raises :class:`UsageError` when the log has no ``Memory: ...K/...K available`` line.
+
+    >>> log = '''[    0.000000] RAMDISK: [mem 0x7d1a2000-0x7fffefff]
+    ... [    0.041219] Memory: 1884664K/2096632K available (16384K kernel code, 4418K rwdata,
+    ... 8812K rodata, 4208K init, 4864K bss, 211712K reserved, 0K cma-reserved)
+    ... [    1.234567] Freeing initrd memory: 47476K'''
+    >>> c = parse_dmesg(log)
+    >>> c.reserved_bytes >> 10, c.initrd_bytes >> 10, c.kernel_size >> 10
+    (211712, 47476, 164232)
+    """
+    flat = re.sub(r"\s*\n\s*(?:\[[\s\d.]+\]\s*)?", " ", text) if "available (" in text else text
+    memory = _MEMORY_RE.search(flat)
+    if memory is None:
+        raise UsageError(f"no 'Memory: ...K/...K available (...)' line in {where}")
+    available = int(memory.group(1)) << 10
+    total = int(memory.group(2)) << 10
+    details = memory.group(3)
+    reserved_match = _RESERVED_RE.search(details)
+    reserved = int(reserved_match.group(1)) << 10 if reserved_match else total - available
+    code_match = _CODE_RE.search(details)
+    freed_match = _FREED_RE.search(flat)
+    freed = int(freed_match.group(1)) << 10 if freed_match else None
+    ramdisk = _RAMDISK_RE.search(flat)
+    start: int | None = None
+    if ramdisk is not None:
+        start, last = int(ramdisk.group(1), 16), int(ramdisk.group(2), 16)
+        initrd = align_up(last + 1, PAGE_SIZE) - align_down(start, PAGE_SIZE)
+    else:
+        initrd = freed or 0
+    kernel = align_up(max(PAGE_SIZE, reserved - initrd - PAGE_SIZE), PAGE_SIZE)
+    return Calibration(
+        ram_bytes=total,
+        available_bytes=available,
+        reserved_bytes=reserved,
+        kernel_code_bytes=int(code_match.group(1)) << 10 if code_match else None,
+        initrd_bytes=initrd,
+        initrd_start=start,
+        freed_bytes=freed,
+        kernel_size=kernel,
+    )
+
+
+# --- the image's own figures ---------------------------------------------------------------------
+
+
+def file_data_bytes(image: bytes) -> int:
+    """Bytes of file data the kernel's unpack leaves in tmpfs, each file rounded up to whole pages.
+
+    Later entries replace earlier ones of the same path, as the kernel's unpack does; a newc
+    hardlink's data is counted once (it comes with the last link).
+    """
+    sizes: dict[str, int] = {}
+    with initramfs.open(image) as img:
+        for entry in img:
+            sizes[_path(entry)] = align_up(entry.c_filesize, PAGE_SIZE) if entry.isreg() else 0
+    return sum(sizes.values())
+
+
+def _path(entry: Entry) -> str:
+    return entry.name.lstrip("/")
+
+
+# --- the search -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SearchResult:
+    """The smallest RAM that boots, and what fails one ``step`` below it."""
+
+    min_ram: int
+    step: int
+    boots: int  # how many boots the search ran
+    limit: Limit  # what fails at min_ram - step
+    reason: str  # one sentence: why the answer is what it is
+    failure: str  # what happened at min_ram - step
+    rootfs_bytes: int
+    free_at_init: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "min_ram_bytes": self.min_ram,
+            "step_bytes": self.step,
+            "boots": self.boots,
+            "limit": self.limit,
+            "reason": self.reason,
+            "failure_below": self.failure,
+            "rootfs_bytes": self.rootfs_bytes,
+            "free_at_init_bytes": self.free_at_init,
+        }
+
+
+@dataclass(slots=True)
+class Budget:
+    """Every figure of ``bootmem budget``; sizes in bytes, ``peak`` in bytes by owner."""
+
+    image_bytes: int
+    data_bytes: int
+    kernel_size: int
+    rootfs_share: float | None
+    rootfs_size: int | None
+    init_free: int
+    cmdline: str
+    released: SearchResult
+    retained: SearchResult
+    peak: dict[Owner, int]
+    peak_used: int
+    freed: int  # what releasing the initrd gave back, at released.min_ram
+    calibration: Calibration | None = None
+
+    @property
+    def release_wins(self) -> int:
+        """How much less RAM the image needs because the initrd is released."""
+        return self.retained.min_ram - self.released.min_ram
+
+    def to_json(self) -> dict[str, Any]:
+        """The budget as JSON-ready data (schema in docs/json.md)."""
+        return {
+            "image_bytes": self.image_bytes,
+            "data_bytes": self.data_bytes,
+            "kernel_size": self.kernel_size,
+            "rootfs_share": self.rootfs_share,
+            "rootfs_size": self.rootfs_size,
+            "init_free_bytes": self.init_free,
+            "cmdline": self.cmdline,
+            "page_size": PAGE_SIZE,
+            "min_ram_bytes": self.released.min_ram,
+            "min_ram_retain_initrd_bytes": self.retained.min_ram,
+            "step_bytes": self.released.step,
+            "limit": self.released.limit,
+            "reason": self.released.reason,
+            "peak": {"used_bytes": self.peak_used, "by_owner": dict(self.peak)},
+            "freed_initrd_bytes": self.freed,
+            "release_wins_bytes": self.release_wins,
+            "released": self.released.to_json(),
+            "retained": self.retained.to_json(),
+            "calibration": self.calibration.to_json() if self.calibration else None,
+        }
+
+
+class _Search:
+    """One bisection: ``boot`` at RAM sizes, remembering what the last failure was."""
+
+    def __init__(
+        self,
+        image: bytes,
+        *,
+        kernel_size: int,
+        cmdline: str,
+        limit: Callable[[int], int],
+        init_free: int,
+        step: int,
+        progress: Progress | None,
+        label: str,
+    ) -> None:
+        self.image = image
+        self.kernel_size = kernel_size
+        self.cmdline = cmdline
+        self.limit = limit
+        self.init_free = init_free
+        self.step = step
+        self.progress = progress
+        self.label = label
+        self.boots = 0
+        self.expected: int | None = None
+
+    def attempt(self, ram: int) -> BootReport | str:
+        """The report of a boot with ``ram`` bytes, or the reason it could not start."""
+        self.boots += 1
+        if self.progress is not None:
+            self.progress(f"{self.label}: booting with {format_size(ram)}", self.boots, self.expected)
+        try:
+            report = boot(
+                self.image,
+                machine=Machine(ram_size=ram, kernel_size=self.kernel_size),
+                cmdline=self.cmdline,
+                rootfs_size=self.limit(ram),
+                poison=None,
+            )
+        except BootError as exc:
+            return str(exc)
+        if report.allocator is not None:
+            report.rootfs = None  # drop the page-backed tree before the RAM goes
+            report.allocator.close()
+        return report
+
+    def boots_ok(self, result: BootReport | str) -> bool:
+        return (
+            isinstance(result, BootReport)
+            and result.ok
+            and result.init is not None
+            and result.free_pages_end * PAGE_SIZE >= self.init_free
+        )
+
+    def run(self, lower: int) -> tuple[int, BootReport, BootReport | str]:
+        """(smallest booting RAM, its report, the result one step below)."""
+        step = self.step
+        lo = max(step, align_down(lower, step))
+        below = self.attempt(lo)
+        while self.boots_ok(below):
+            if lo == step:
+                raise BootError(f"boots with {format_size(step)}: nothing to search")
+            lo = max(step, align_down(lo // 2, step))
+            below = self.attempt(lo)
+        gap = step
+        while True:
+            hi = lo + gap
+            if hi > MAX_RAM:
+                raise BootError(f"does not boot with up to {format_size(MAX_RAM)} of RAM: {_describe(below)}")
+            above = self.attempt(hi)
+            if self.boots_ok(above):
+                break
+            _not_memory(above)
+            lo, below = hi, above
+            gap *= 2
+        self.expected = self.boots + max(0, (gap // step - 1).bit_length())
+        while hi - lo > step:
+            mid = lo + (hi - lo) // 2 // step * step
+            result = self.attempt(mid)
+            if self.boots_ok(result):
+                hi, above = mid, result
+            else:
+                lo, below = mid, result
+        assert isinstance(above, BootReport)
+        return hi, above, below
+
+
+def _describe(result: BootReport | str) -> str:
+    if isinstance(result, str):
+        return result
+    if result.unpack_error:
+        return f"unpacking failed: {result.unpack_detail or result.unpack_error}"
+    if result.init is None:
+        return "no init found"
+    return f"{format_k(result.free_pages_end * PAGE_SIZE)} free when init starts"
+
+
+def _not_memory(result: BootReport | str) -> None:
+    """Raise when ``result`` failed for a reason more RAM cannot fix."""
+    if isinstance(result, BootReport):
+        if result.initrd_disabled:
+            raise BootError(result.initrd_disabled)
+        if result.unpack_error not in (None, "write error"):
+            raise BootError(f"the image does not unpack: {result.unpack_detail or result.unpack_error}")
+        if result.unpack_error is None and result.init is None:
+            raise BootError("the image unpacks but has no init (/init, /sbin/init, /bin/sh ...)")
+
+
+def _share_words(share: float | None, size: int | None) -> str:
+    if size is not None:
+        return f"tmpfs's {format_size(size)} limit"
+    if share == 0.5:
+        return "tmpfs's half of RAM"
+    return f"tmpfs's {share:.0%} of RAM"
+
+
+def find_budget(
+    image: bytes,
+    *,
+    kernel_size: int = DEFAULT_KERNEL_SIZE,
+    rootfs_share: float | None = 0.5,
+    rootfs_size: int | None = None,
+    cmdline: str = "",
+    init_free: int = DEFAULT_INIT_FREE,
+    step: int = DEFAULT_STEP,
+    calibration: Calibration | None = None,
+    progress: Progress | None = None,
+) -> Budget:
+    """The RAM budget of ``image`` on the default machine layout (RAM at ``DEFAULT_RAM_BASE``).
+
+    tmpfs's limit is ``rootfs_size`` bytes when given, else ``rootfs_share`` of RAM (Linux's
+    default: half).  ``step`` is the search's granularity, a multiple of the page size.
+    ``progress(what, boots, expected)`` is called before every boot.  Raises :class:`BootError`
+    when the image cannot boot with any RAM (it does not unpack, has no init, or needs more than
+    :data:`MAX_RAM`).
+    """
+    if step % PAGE_SIZE or step <= 0:
+        raise UsageError(f"search step {step} is not a positive multiple of {PAGE_SIZE}")
+    if DEFAULT_RAM_BASE % step:
+        raise UsageError(f"search step {step:#x} does not divide the RAM base {DEFAULT_RAM_BASE:#x}")
+    if rootfs_size is None and (rootfs_share is None or not 0 < rootfs_share <= 1):
+        raise UsageError(f"rootfs share {rootfs_share!r} is not in (0, 1]")
+
+    def limit(ram: int) -> int:
+        if rootfs_size is not None:
+            return rootfs_size
+        assert rootfs_share is not None
+        return int(ram * rootfs_share) // PAGE_SIZE * PAGE_SIZE
+
+    data = file_data_bytes(image)
+    if rootfs_size is not None and data > rootfs_size:
+        raise BootError(
+            f"rootfs data {format_size(data)} cannot fit in tmpfs's {format_size(rootfs_size)} limit"
+        )
+    kernel = align_up(kernel_size, PAGE_SIZE)
+    initrd = align_up(len(image), PAGE_SIZE)
+    # Lower bounds: the pages held at the peak, at init, and tmpfs's share of RAM.
+    bounds = [kernel + initrd + PAGE_SIZE + data, kernel + PAGE_SIZE + data + init_free]
+    if rootfs_size is None:
+        assert rootfs_share is not None
+        bounds.append(int(data / rootfs_share))
+    lower = max(bounds) - step
+
+    results: dict[bool, tuple[SearchResult, BootReport]] = {}
+    for retain in (False, True):
+        line = " ".join([*cmdline.split(), *(["retain_initrd"] if retain else [])])
+        search = _Search(
+            image,
+            kernel_size=kernel,
+            cmdline=line,
+            limit=limit,
+            init_free=init_free,
+            step=step,
+            progress=progress,
+            label="retain_initrd" if retain else "initrd released",
+        )
+        extra = initrd if retain else 0
+        min_ram, ok, below = search.run(lower + extra)
+        which, reason = _why(below, ok, limit, init_free, retain, rootfs_share, rootfs_size)
+        results[retain] = (
+            SearchResult(
+                min_ram=min_ram,
+                step=step,
+                boots=search.boots,
+                limit=which,
+                reason=reason,
+                failure=_describe(below),
+                rootfs_bytes=ok.rootfs_pages * PAGE_SIZE,
+                free_at_init=ok.free_pages_end * PAGE_SIZE,
+            ),
+            ok,
+        )
+
+    released = results[False][0]
+    report, timeline = record_boot(
+        image,
+        machine=Machine(ram_size=released.min_ram, kernel_size=kernel),
+        cmdline=cmdline,
+        rootfs_size=limit(released.min_ram),
+        poison=None,
+    )
+    peak = timeline.peak()
+    peak_bytes: dict[Owner, int] = {o: n * PAGE_SIZE for o, n in peak.by_owner().items() if o != "free"}
+    if report.allocator is not None:
+        report.rootfs = None
+        report.allocator.close()
+    return Budget(
+        image_bytes=len(image),
+        data_bytes=data,
+        kernel_size=kernel,
+        rootfs_share=rootfs_share if rootfs_size is None else None,
+        rootfs_size=rootfs_size,
+        init_free=init_free,
+        cmdline=cmdline,
+        released=released,
+        retained=results[True][0],
+        peak=peak_bytes,
+        peak_used=peak.used * PAGE_SIZE,
+        freed=report.freed_pages * PAGE_SIZE,
+        calibration=calibration,
+    )
+
+
+def _why(
+    below: BootReport | str,
+    ok: BootReport,
+    limit: Callable[[int], int],
+    init_free: int,
+    retain: bool,
+    share: float | None,
+    size: int | None,
+) -> tuple[Limit, str]:
+    """Which limit fails one step below the answer, and the sentence that says why."""
+    rootfs = format_size(ok.rootfs_pages * PAGE_SIZE)
+    kernel = next((r.size for r in ok.reservations if r.name == "Kernel image"), 0)
+    initrd = ok.initrd.size if ok.initrd is not None else 0
+    if isinstance(below, str):
+        return "placement", f"the kernel, initrd and device tree must fit in RAM: {below}"
+    if below.unpack_error == "write error":
+        fs = below.rootfs
+        tmpfs_full = fs is not None and fs.used_pages >= fs.limit_pages
+        if tmpfs_full or ok.rootfs_pages * PAGE_SIZE > limit(below.total_pages * PAGE_SIZE):
+            return "tmpfs", f"rootfs data {rootfs} must fit in {_share_words(share, size)}"
+        return "pages", (
+            f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs "
+            f"{rootfs} must all fit in RAM's pages at once"
+        )
+    held = "kernel, initrd and rootfs" if retain else "kernel and rootfs"
+    in_use = (ok.total_pages - ok.free_pages_end) * PAGE_SIZE
+    return "init", (
+        f"after unpacking, {held} ({format_size(in_use)}) must leave {format_size(init_free)} free for init"
+    )
