@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ from bootmem.cli.output import print_json
 from bootmem.errors import UsageError
 from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE, DEFAULT_RAM_BASE, BootReport, Machine, boot
 from bootmem.kernel.example import example_image
-from bootmem.mm import PAGE_SIZE
+from bootmem.mm import PAGE_SIZE, AllocatorEvent
+from bootmem.report.owners import Owner
 from bootmem.units import format_size, parse_address, parse_size
 
 
@@ -38,6 +41,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the log")
     p.add_argument(
         "--tree", type=Path, metavar="FILE", help="write the booted rootfs, one tab-separated line per path"
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="write a picture (.png or .svg) of memory by owner over the boot beside the memory maps",
+    )
+    p.add_argument(
+        "--map",
+        action="store_true",
+        help="print the physical memory map before and after the initrd's release",
+    )
+    p.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE",
+        help="write the pages by owner at every allocator event as JSON",
     )
     p.set_defaults(func=run)
 
@@ -101,34 +121,81 @@ def read_initrd(path: Path | None) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bootmem.cli.progress import progress_bar
+
+    if args.plot is not None:
+        from bootmem.report.plot import picture_format
+
+        picture_format(args.plot)  # refuse a bad name before booting
     machine = machine_from(args)
     image = read_initrd(args.initrd)
     dtb = args.dtb.read_bytes() if args.dtb is not None else None
-    report = boot(
-        image,
-        machine=machine,
-        dtb=dtb,
-        cmdline=args.cmdline,
-        free_policy=args.free_policy,
-        rootfs_size=rootfs_limit(args.rootfs_size, machine.ram_size),
-    )
+    options: dict[str, Any] = {
+        "machine": machine,
+        "dtb": dtb,
+        "cmdline": args.cmdline,
+        "free_policy": args.free_policy,
+        "rootfs_size": rootfs_limit(args.rootfs_size, machine.ram_size),
+    }
+    timeline = None
+    with progress_bar("unpacking into rootfs", unit="bytes") as bar:
+
+        def count(event: AllocatorEvent) -> None:
+            if event.op == "alloc":
+                bar.advance(event.pages * PAGE_SIZE)
+
+        if args.plot is not None or args.map or args.timeline is not None:
+            from bootmem.report.timeline import record_boot
+
+            report, timeline = record_boot(image, observer=count, **options)
+        else:
+            report = boot(image, observer=count, **options)
     if args.tree is not None:
         assert report.rootfs is not None
         lines = report.rootfs.tree()
         args.tree.write_text(
             "".join(line + "\n" for line in lines), encoding="utf-8", errors="surrogateescape"
         )
+    source = str(args.initrd) if args.initrd else "built-in example"
+    if timeline is not None and args.plot is not None:
+        from bootmem.report.plot import save_picture
+
+        save_picture(args.plot, timeline, title=f"Where boot memory goes: {source}")
+    if timeline is not None and args.timeline is not None:
+        with args.timeline.open("w", encoding="utf-8") as out:
+            json.dump(timeline.to_json(), out, indent=1)
+            out.write("\n")
     if args.json:
         print_json(report.to_json())
+        return 0 if report.ok else 1
+    print(report.log)
+    print()
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        from bootmem.report.terminal import labelled_lines
+
+        console = Console(highlight=False)
+        console.print(labelled_lines(summary_rows(report, source=source)))
     else:
-        print(report.log)
+        print(summary(report, source=source))
+    if args.map and timeline is not None:
+        from rich.console import Console
+
+        from bootmem.report.terminal import MAP_CELLS, print_maps
+
         print()
-        print(summary(report, source=str(args.initrd) if args.initrd else "built-in example"))
+        print_maps(timeline.maps(MAP_CELLS), Console(highlight=False))
     return 0 if report.ok else 1
 
 
 def summary(report: BootReport, *, source: str) -> str:
     """The figures people ask for, in human units, one per line."""
+    return "\n".join(f"{label:<12} {value}" for label, value, _owner in summary_rows(report, source=source))
+
+
+def summary_rows(report: BootReport, *, source: str) -> list[tuple[str, str, Owner | None]]:
+    """:func:`summary`'s lines as ``(label, value, owner)``; the owner colours the value on a terminal."""
     page = PAGE_SIZE
 
     def pages(n: int) -> str:
@@ -136,24 +203,24 @@ def summary(report: BootReport, *, source: str) -> str:
 
     ram = sum(r.size for r in report.ram)
     kernel = next((r for r in report.reservations if r.name == "Kernel image"), None)
-    lines = [f"initrd       {source}"]
-    lines.append(f"RAM          {format_size(ram):>10}  at {report.ram[0].start:#x}")
+    rows: list[tuple[str, str, Owner | None]] = [("initrd", source, None)]
+    rows.append(("RAM", f"{format_size(ram):>10}  at {report.ram[0].start:#x}", None))
     if kernel is not None:
-        lines.append(f"kernel       {format_size(kernel.size):>10}  at {kernel.start:#x}")
+        rows.append(("kernel", f"{format_size(kernel.size):>10}  at {kernel.start:#x}", "kernel"))
     if report.initrd is not None:
         r = report.initrd
-        lines.append(f"initrd       {format_size(r.size):>10}  at {r.start:#x}-{r.end:#x}")
+        rows.append(("initrd", f"{format_size(r.size):>10}  at {r.start:#x}-{r.end:#x}", "initrd"))
     elif report.initrd_disabled:
-        lines.append(f"initrd       disabled: {report.initrd_disabled}")
-    lines.append(f"available    {pages(report.available_pages)}  when the allocator came up")
-    lines.append(f"rootfs       {pages(report.rootfs_pages)}  in {report.rootfs_files} paths")
+        rows.append(("initrd", f"disabled: {report.initrd_disabled}", "other"))
+    rows.append(("available", f"{pages(report.available_pages)}  when the allocator came up", None))
+    rows.append(("rootfs", f"{pages(report.rootfs_pages)}  in {report.rootfs_files} paths", "rootfs"))
     if report.unpack_error:
-        lines.append(f"unpacking    failed: {report.unpack_detail}")
+        rows.append(("unpacking", f"failed: {report.unpack_detail}", "other"))
     if report.cmdline.retain_initrd:
-        lines.append("freed        nothing: retain_initrd")
+        rows.append(("freed", "nothing: retain_initrd", "initrd"))
     else:
-        lines.append(f"freed        {pages(report.freed_pages)}  from the initrd")
-    lines.append(f"peak used    {pages(report.peak_used_pages)}")
-    lines.append(f"free at end  {pages(report.free_pages_end)}")
-    lines.append(f"init         {report.init or 'none found'}")
-    return "\n".join(lines)
+        rows.append(("freed", f"{pages(report.freed_pages)}  from the initrd", "initrd"))
+    rows.append(("peak used", pages(report.peak_used_pages), None))
+    rows.append(("free at end", pages(report.free_pages_end), None))
+    rows.append(("init", report.init or "none found", None if report.init else "other"))
+    return rows

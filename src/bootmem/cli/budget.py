@@ -1,10 +1,151 @@
-"""`bootmem` subcommands: budget."""
+"""`bootmem budget`: how much RAM an image needs to boot, and where it goes."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from bootmem.cli.output import print_json
+from bootmem.errors import UsageError
+from bootmem.units import format_k, format_size, parse_size
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add this module's subcommands to the `bootmem` parser."""
+    """Add ``budget`` to the ``bootmem`` parser."""
+    p = subparsers.add_parser(
+        "budget",
+        help="find the smallest RAM that boots an image, and where its memory goes",
+        description=(
+            "Boot IMAGE on modelled machines of different RAM sizes and report: the peak memory while "
+            "unpacking and who holds it, what releasing the initrd gives back, and the smallest RAM that "
+            "boots the image (bisected to 64 KiB: that size boots, 64 KiB less does not) with the limit "
+            "that bites first - tmpfs's share of RAM, the physical pages, or the free memory init needs - "
+            "both with the initrd released and with retain_initrd. A machine boots when unpacking "
+            "succeeds, an init is found and --init-free is left free."
+        ),
+    )
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument(
+        "--kernel-size",
+        metavar="SIZE",
+        help="the kernel's own footprint, reserved at the bottom of RAM (default 16M, or from --from-log)",
+    )
+    p.add_argument(
+        "--rootfs-size",
+        metavar="PCT|SIZE",
+        default="50%",
+        help="tmpfs size limit: a percentage of RAM (default 50%%, Linux's) or a fixed size",
+    )
+    p.add_argument("--cmdline", default="", metavar="STR", help="kernel command line (initramfs_async=0|1)")
+    p.add_argument(
+        "--from-log",
+        type=Path,
+        metavar="DMESG",
+        help="a real kernel's boot log: its Memory:, RAMDISK: and Freeing initrd memory: lines "
+        "calibrate the kernel's footprint",
+    )
+    p.add_argument(
+        "--init-free",
+        default="4M",
+        metavar="SIZE",
+        help="memory that must be free when init starts for the boot to count (default 4M)",
+    )
+    p.add_argument("--json", action="store_true", help="print the budget as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bootmem.cli.progress import progress_bar
+    from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE
+    from bootmem.report.budget import DEFAULT_STEP, find_budget, parse_dmesg
+
+    calibration = None
+    if args.from_log is not None:
+        if args.kernel_size is not None:
+            raise UsageError("give --kernel-size or --from-log, not both")
+        text = args.from_log.read_text(encoding="utf-8", errors="replace")
+        calibration = parse_dmesg(text, where=str(args.from_log))
+        kernel_size = calibration.kernel_size
+    else:
+        kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else DEFAULT_KERNEL_SIZE
+    share, size = _rootfs(args.rootfs_size)
+    image = args.image.read_bytes()
+    with progress_bar("budget", total=None) as bar:
+
+        def progress(what: str, boots: int, expected: int | None) -> None:
+            bar.update(description=what, completed=boots - 1, total=expected)
+
+        budget = find_budget(
+            image,
+            kernel_size=kernel_size,
+            rootfs_share=share,
+            rootfs_size=size,
+            cmdline=args.cmdline,
+            init_free=parse_size(args.init_free),
+            step=DEFAULT_STEP,
+            calibration=calibration,
+            progress=progress,
+        )
+    if args.json:
+        print_json(budget.to_json())
+        return 0
+    print(render(budget, source=str(args.image)))
+    return 0
+
+
+def _rootfs(text: str) -> tuple[float | None, int | None]:
+    """``--rootfs-size``: ``(share of RAM, None)`` for ``"50%"``, ``(None, bytes)`` for a size."""
+    if text.strip().endswith("%"):
+        try:
+            pct = float(text.strip()[:-1])
+        except ValueError:
+            raise UsageError(f"not a percentage: {text!r}") from None
+        if not 0 < pct <= 100:
+            raise UsageError(f"--rootfs-size {text!r} must be between 0% and 100%")
+        return pct / 100, None
+    return None, parse_size(text)
+
+
+def render(budget: Any, *, source: str) -> str:
+    """The budget for people: one figure per line, then the sentence that explains the answer."""
+    from bootmem.report.budget import LIMITS
+
+    def size(n: int) -> str:
+        return format_size(n)
+
+    released, retained = budget.released, budget.retained
+    lines = [f"image          {source}: {size(budget.image_bytes)}, {size(budget.data_bytes)} of file data"]
+    if budget.calibration is not None:
+        c = budget.calibration
+        lines.append(
+            f"kernel         {size(budget.kernel_size)}, calibrated from the log: {c.reserved_bytes >> 10}K "
+            f"reserved at {c.ram_bytes >> 10}K RAM, less the {c.initrd_bytes >> 10}K initrd "
+            "and a device tree page"
+        )
+    else:
+        lines.append(f"kernel         {size(budget.kernel_size)}")
+    tmpfs = (
+        f"{budget.rootfs_share:.0%} of RAM"
+        if budget.rootfs_share is not None
+        else f"{size(budget.rootfs_size)}"
+    )
+    lines.append(f"tmpfs limit    {tmpfs}; init needs {size(budget.init_free)} free")
+    parts = ", ".join(f"{owner} {size(n)}" for owner, n in budget.peak.items() if n)
+    lines.append(f"peak           {size(budget.peak_used)} in use while unpacking: {parts}")
+    lines.append(
+        f"release        freeing the initrd gives back {size(budget.freed)}; the image boots in "
+        f"{size(budget.release_wins)} less RAM than with retain_initrd"
+    )
+    for label, result in (("min RAM", released), ("retain_initrd", retained)):
+        lines.append(
+            f"{label:<14} {size(result.min_ram)}: {format_k(result.min_ram)} boots, "
+            f"{format_k(result.min_ram - result.step)} does not ({result.failure}); "
+            f"step {format_k(result.step)}, {result.boots} boots"
+        )
+        lines.append(f"{'':<14} limit: {LIMITS[result.limit]}: {result.reason}")
+    lines.append("")
+    lines.append(
+        f"Why: {released.reason}, so {size(released.min_ram)} is the least RAM that boots this image."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""`bootmem budget`: human output, --json, --from-log, and no progress when piped."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bootmem.cli import main
+from tests.report.conftest import make_image
+from tests.report.test_budget import DMESG
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "initrd.img"
+    path.write_bytes(make_image({"bin/busybox": random.Random(5).randbytes(400_000)}, compression="gzip"))
+    return path
+
+
+def test_human_output(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["budget", str(image), "--kernel-size", "2M"]) == 0
+    out = capsys.readouterr().out
+    assert "min RAM" in out and "retain_initrd" in out and "peak" in out
+    assert "Why: " in out
+    assert "\x1b[" not in out
+
+
+def test_json(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["budget", str(image), "--kernel-size", "2M", "--rootfs-size", "80%", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    keys = [k for k in data if "min" in k and "ram" in k]
+    assert "min_ram_bytes" in keys
+    assert data["min_ram_bytes"] < data["min_ram_retain_initrd_bytes"]
+    assert data["rootfs_share"] == 0.8
+    assert data["limit"] in ("tmpfs", "pages", "init", "placement")
+
+
+def test_from_log(image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "dmesg.txt"
+    log.write_text(DMESG)
+    assert main(["budget", str(image), "--from-log", str(log), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kernel_size"] == (211712 - 47476 - 4) << 10
+    assert data["calibration"]["reserved_bytes"] == 211712 << 10
+    assert main(["budget", str(image), "--from-log", str(log), "--kernel-size", "8M"]) == 1
+    assert "not both" in capsys.readouterr().err
+
+
+def test_no_progress_when_piped(image: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bootmem", "budget", str(image), "--kernel-size", "2M"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stderr == ""
+    assert "min RAM" in result.stdout

@@ -1,0 +1,78 @@
+"""`bootmem boot --plot/--map/--timeline`: real picture files, maps, and quiet pipes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bootmem.cli import main
+from bootmem.cli.progress import progress_bar
+
+
+def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "boot.png"
+    assert main(["boot", "--mem", "64M", "--plot", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000
+
+
+def test_svg_names_the_owners(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "boot.svg"
+    assert main(["boot", "--mem", "64M", "--plot", str(out)]) == 0
+    root = ET.parse(out).getroot()
+    assert root.tag.endswith("svg")
+    text = " ".join(t for el in root.iter() for t in (el.text,) if t)
+    for name in ("kernel", "initrd", "rootfs", "device tree", "free", "unpack start", "release", "MiB"):
+        assert name in text, name
+    assert out.stat().st_size > 20_000
+
+
+def test_bad_picture_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--plot", str(tmp_path / "boot.gif")]) == 1
+    assert ".png or .svg" in capsys.readouterr().err
+
+
+def test_map_before_and_after(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["boot", "--mem", "64M", "--map"]) == 0
+    out = capsys.readouterr().out
+    before = out.index("before the release:")
+    after = out.index("after the release:")
+    assert before < after
+    assert "I initrd" in out[before:after] and "I initrd" not in out[after:]
+    assert "\x1b[" not in out
+
+
+def test_timeline_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.json"
+    assert main(["boot", "--mem", "64M", "--timeline", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert all(sum(s["pages"].values()) == data["total_pages"] for s in data["samples"])
+
+
+def test_boot_quiet_when_piped(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bootmem", "boot", "--mem", "64M", "--map", "--plot", str(tmp_path / "b.png")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stderr == ""
+    assert "\x1b[" not in result.stdout
+
+
+def test_progress_bar_silent_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = io.StringIO()
+    with progress_bar("work", total=10, stream=stream) as bar:
+        bar.advance(5)
+        bar.update(description="more", completed=10)
+    with progress_bar("work") as bar:  # stderr is captured, not a terminal
+        bar.advance()
+    assert stream.getvalue() == ""
+    assert capsys.readouterr().err == ""
