@@ -135,6 +135,17 @@ def test_invalid_magic() -> None:
         bootmem.initramfs.open(data).getmembers()
 
 
+def test_lz4_frames_are_read_but_not_by_the_kernel_model() -> None:
+    import lz4.frame
+
+    data = pad(EARLY) + lz4.frame.compress(MAIN)
+    assert bootmem.initramfs.open(data).segments[1].compression == "lz4-frame"
+    with pytest.raises(
+        CompressionError, match=rf"invalid magic at start of compressed archive at offset {OFF:#x}"
+    ):
+        bootmem.initramfs.open(data, strict=False).getmembers()
+
+
 def test_unaligned_raw_archive_is_invalid_magic() -> None:
     data = EARLY + b"\0\0" + archive(reg("x"))  # len(EARLY) is a multiple of 4: +2 is unaligned
     with pytest.raises(CompressionError, match=rf"invalid magic .* at offset {len(EARLY) + 2:#x}"):

@@ -243,7 +243,7 @@ class _StdlibEngine:
         return b""
 
     def end(self) -> int:
-        return self._feed.pos - len(self._d.unused_data)
+        return self._feed.pos - len(self._d.unused_data or b"")  # lz4.frame: None at an exact end
 
 
 class _GzipEngine:

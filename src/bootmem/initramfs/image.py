@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Literal
 
 from bootmem.errors import CompressionError, CpioError, ImageError
-from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, detect
+from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
 from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
 
 #: The ceiling of the default cap on decompressed bytes.
@@ -285,6 +285,8 @@ class Image:
                 )
             else:
                 name = detect(head)
+                if name is not None and not self.strict and name not in KERNEL_COMPRESSIONS:
+                    name = None  # read as the kernel does: lib/decompress.c has no lz4 frames
                 if name is None:
                     raise CompressionError(
                         f"invalid magic at start of compressed archive at offset {pos:#x}: {head!r}"
@@ -442,8 +444,10 @@ def open(
     ``source`` is a path, a binary file object (seekable ones are read in place from their
     current position; others are read whole) or a bytes-like object (a ``memoryview`` is used
     without copying).  ``max_decompressed`` caps the decompressed bytes of the whole image
-    (default :func:`default_cap` of its size).  ``strict=False`` skips what init/initramfs.c
-    skips (see :class:`CpioReader`).  Nothing is read until a pass runs.
+    (default :func:`default_cap` of its size).  ``strict=False`` reads as init/initramfs.c
+    does: entries it skips are skipped (see :class:`CpioReader`) and an lz4 *frame* member,
+    which ``lib/decompress.c`` does not know, is "invalid magic".  Nothing is read until a
+    pass runs.
     """
     return Image(source, max_decompressed=max_decompressed, strict=strict, max_entries=max_entries)
 
