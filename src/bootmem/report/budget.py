@@ -290,23 +290,35 @@ class _Search:
         """(smallest booting RAM, its report, the result one step below)."""
         step = self.step
         lo = max(step, align_down(lower, step))
-        below = self.attempt(lo)
-        while self.boots_ok(below):
-            if lo == step:
-                raise BootError(f"boots with {format_size(step)}: nothing to search")
-            lo = max(step, align_down(lo // 2, step))
-            below = self.attempt(lo)
+        first = self.attempt(lo)
         gap = step
-        while True:
-            hi = lo + gap
-            if hi > MAX_RAM:
-                raise BootError(f"does not boot with up to {format_size(MAX_RAM)} of RAM: {_describe(below)}")
-            above = self.attempt(hi)
-            if self.boots_ok(above):
-                break
-            _not_memory(above)
-            lo, below = hi, above
-            gap *= 2
+        if self.boots_ok(first):
+            # The bound was not a lower bound after all: widen the gap downwards.
+            hi, above = lo, first
+            while True:
+                if hi == step:
+                    raise BootError(f"boots with {format_size(step)}: nothing to search")
+                lo = max(step, hi - gap)
+                below = self.attempt(lo)
+                if not self.boots_ok(below):
+                    break
+                hi, above = lo, below
+                gap *= 2
+        else:
+            below = first
+            _not_memory(below)
+            while True:
+                hi = lo + gap
+                if hi > MAX_RAM:
+                    raise BootError(
+                        f"does not boot with up to {format_size(MAX_RAM)} of RAM: {_describe(below)}"
+                    )
+                above = self.attempt(hi)
+                if self.boots_ok(above):
+                    break
+                _not_memory(above)
+                lo, below = hi, above
+                gap *= 2
         self.expected = self.boots + max(0, (gap // step - 1).bit_length())
         while hi - lo > step:
             mid = lo + (hi - lo) // 2 // step * step
@@ -388,12 +400,13 @@ def find_budget(
         )
     kernel = align_up(kernel_size, PAGE_SIZE)
     initrd = align_up(len(image), PAGE_SIZE)
-    # Lower bounds: the pages held at the peak, at init, and tmpfs's share of RAM.
-    bounds = [kernel + initrd + PAGE_SIZE + data, kernel + PAGE_SIZE + data + init_free]
-    if rootfs_size is None:
-        assert rootfs_share is not None
-        bounds.append(int(data / rootfs_share))
-    lower = max(bounds) - step
+    # Lower bounds: the pages held at the peak and at init, and tmpfs's share of RAM.
+    held = kernel + PAGE_SIZE + data
+    tmpfs_bound = int(data / rootfs_share) if rootfs_size is None and rootfs_share else 0
+    lower = {
+        False: max(held + initrd, held + init_free, tmpfs_bound) - step,
+        True: max(held + initrd + init_free, tmpfs_bound) - step,
+    }
 
     results: dict[bool, tuple[SearchResult, BootReport]] = {}
     for retain in (False, True):
@@ -408,8 +421,7 @@ def find_budget(
             progress=progress,
             label="retain_initrd" if retain else "initrd released",
         )
-        extra = initrd if retain else 0
-        min_ram, ok, below = search.run(lower + extra)
+        min_ram, ok, below = search.run(lower[retain])
         which, reason = _why(below, ok, limit, init_free, retain, rootfs_share, rootfs_size)
         results[retain] = (
             SearchResult(
