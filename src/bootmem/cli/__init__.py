@@ -7,18 +7,31 @@ function; this module assembles them and turns errors into one line and a non-ze
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from bootmem import __version__
-from bootmem.cli import boot, budget, images, listing
 from bootmem.errors import BootmemError
 
 Command = Callable[[argparse.Namespace], int]
 
+# Subcommand -> the module under bootmem.cli that registers it, in the order --help lists them.
+# Only the module a command needs is imported, so `bootmem ls` does not pay for the boot model.
+COMMANDS = {
+    "ls": "listing",
+    "examine": "listing",
+    "extract": "images",
+    "create": "images",
+    "diff": "images",
+    "boot": "boot",
+    "budget": "budget",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``bootmem`` parser: every subcommand, or only the module that registers ``command``."""
     parser = argparse.ArgumentParser(
         prog="bootmem",
         description=(
@@ -29,15 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bootmem {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (listing, images, boot, budget):
-        module.register(subparsers)
+    names = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in names:
+        importlib.import_module(f"bootmem.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``bootmem`` with ``argv``; return the exit status (0 ok, 1 bad input, 2 usage)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(first)
+    args = parser.parse_args(words)
     command: Command | None = getattr(args, "func", None)
     if command is None:
         parser.print_help()
