@@ -435,7 +435,8 @@ class CpioReader:
         if name_raw[namesize - 1] != 0:
             shown = name_raw[: min(namesize, 64)]
             raise CpioError(f"name without its NUL at {self._where(start)}: {shown!r}")
-        name = os.fsdecode(name_raw[: namesize - 1])
+        # A C string, as init/initramfs.c and GNU cpio read it: it ends at the first NUL.
+        name = os.fsdecode(name_raw[: name_raw.index(0)])
         linkname: str | None = None
         mode = f["c_mode"]
         if stat.S_ISLNK(mode) and name != TRAILER:
@@ -446,7 +447,7 @@ class CpioReader:
             target = self._src.read(filesize)
             if len(target) < filesize:
                 raise CpioError(f"truncated data of {name!r} at {self._where(start)}")
-            linkname = os.fsdecode(target)
+            linkname = os.fsdecode(target.partition(b"\0")[0])  # do_symlink: a C string too
             self._discard(pad4(filesize), name)
             data_left = 0
         else:

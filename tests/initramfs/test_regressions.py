@@ -1,0 +1,44 @@
+"""Regressions found by fuzzing the image reader and host extraction (fuzz/).
+
+Each test names the bug and holds the smallest input that showed it.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import bootmem.initramfs
+from bootmem.initramfs.cpio import TRAILER, Entry, pack_header, pad4
+from bootmem.initramfs.extract import extractall
+
+
+def _member(name: bytes, data: bytes = b"", mode: int = stat.S_IFREG | 0o644) -> bytes:
+    """A newc member whose ``c_namesize`` covers ``name`` exactly (it may hold NULs)."""
+    header = pack_header(Entry("x", mode), namesize=len(name), filesize=len(data))
+    return header + name + b"\0" * pad4(len(header) + len(name)) + data + b"\0" * pad4(len(data))
+
+
+def _archive(*members: bytes) -> bytes:
+    return b"".join(members) + _member(TRAILER.encode() + b"\0")
+
+
+def test_a_name_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> None:
+    # c_namesize may cover bytes after the name's NUL; the name ran to c_namesize - 1, NULs and
+    # all, and extraction died in os.lstat with "ValueError: embedded null byte".
+    image = _archive(_member(b"file\0../junk\0", b"data"))
+    with bootmem.initramfs.open(image) as img:
+        assert img.getnames() == ["file"]
+    extractall(image, tmp_path / "dest")
+    assert (tmp_path / "dest" / "file").read_bytes() == b"data"
+
+
+def test_a_symlink_target_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> None:
+    # do_symlink() passes the target as a C string; bootmem kept the NUL and os.symlink raised
+    # ValueError under the tar filter (os.path.realpath under the data filter).
+    image = _archive(_member(b"link\0", b"target\0/etc/passwd", mode=stat.S_IFLNK | 0o777))
+    with bootmem.initramfs.open(image) as img:
+        assert img.getmember("link").linkname == "target"
+    for filter in ("tar", "data"):
+        extractall(image, tmp_path / filter, filter=filter)
+        assert (tmp_path / filter / "link").readlink() == Path("target")
