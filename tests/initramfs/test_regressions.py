@@ -42,3 +42,14 @@ def test_a_symlink_target_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> N
     for filter in ("tar", "data"):
         extractall(image, tmp_path / filter, filter=filter)
         assert (tmp_path / filter / "link").readlink() == Path("target")
+
+
+def test_a_symlink_with_an_empty_target_is_skipped(tmp_path: Path) -> None:
+    # symlink("", path) fails with ENOENT, which escaped extractall as FileNotFoundError; the
+    # kernel's init_symlink fails the same way and unpacking goes on.
+    image = _archive(_member(b"a\0", b"", mode=stat.S_IFLNK | 0o777), _member(b"b\0", b"after"))
+    for filter in ("tar", "data"):
+        result = extractall(image, tmp_path / filter, filter=filter)
+        assert result.skipped == [("a", "empty symlink target")]
+        assert not (tmp_path / filter / "a").is_symlink()
+        assert (tmp_path / filter / "b").read_bytes() == b"after"

@@ -299,7 +299,9 @@ class _Extractor:
             self.dirs[path] = member
         elif member.issym():
             self.clean_path(path, 0)
-            os.symlink(member.linkname or "", path)
+            if not member.linkname:  # symlink(2) refuses an empty target (ENOENT); so does init_symlink
+                raise _Skip("empty symlink target")
+            os.symlink(member.linkname, path)
             self.attributes(member, path, symlink=True)
         elif member.isdev():
             existing = self.clean_path(path, ftype)
