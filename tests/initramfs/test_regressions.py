@@ -8,7 +8,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 import bootmem.initramfs
+from bootmem.errors import ExtractError
 from bootmem.initramfs.cpio import TRAILER, Entry, pack_header, pad4
 from bootmem.initramfs.extract import extractall
 
@@ -53,3 +56,12 @@ def test_a_symlink_with_an_empty_target_is_skipped(tmp_path: Path) -> None:
         assert result.skipped == [("a", "empty symlink target")]
         assert not (tmp_path / filter / "a").is_symlink()
         assert (tmp_path / filter / "b").read_bytes() == b"after"
+
+
+def test_a_node_mknod_refuses_is_an_extract_error(tmp_path: Path) -> None:
+    # A fifo whose c_rdevminor does not fit a dev_t (2**24): mknod(2) fails with EINVAL, which
+    # escaped extractall as OSError; only EPERM was turned into an ExtractError.
+    header = pack_header(Entry("x", stat.S_IFIFO | 0o644, c_rdevminor=1 << 24), namesize=5, filesize=0)
+    image = _archive(header + b"fifo\0" + b"\0" * pad4(len(header) + 5))
+    with pytest.raises(ExtractError, match=r"cannot create p node 'fifo' \(rdev 0:16777216\): Invalid"):
+        extractall(image, tmp_path / "dest", filter="tar")

@@ -308,9 +308,10 @@ class _Extractor:
             if not self.link(member, path) and existing is None:
                 try:
                     os.mknod(path, member.c_mode, os.makedev(*member.rdev))
-                except PermissionError as exc:
+                except OSError as exc:  # EPERM unprivileged, EINVAL for a device number mknod refuses
                     raise ExtractError(
-                        f"cannot create {member.type} node {member.name!r}: {exc.strerror}"
+                        f"cannot create {member.type} node {member.name!r} "
+                        f"(rdev {member.c_rdevmajor}:{member.c_rdevminor}): {exc.strerror}"
                     ) from None
             self.attributes(member, path)
         else:
