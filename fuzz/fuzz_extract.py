@@ -1,0 +1,83 @@
+"""Fuzz host extraction: ``extractall`` into a fresh directory under a fresh temporary parent.
+
+The parent holds the destination, a sibling directory and a file outside the destination;
+after each extraction (refused or not) the parent must hold exactly those, the sibling must be
+empty and the file unchanged: nothing written outside the destination.  The ``data`` and
+``tar`` filters are fuzzed (alternating with the input's length); ``fully_trusted`` is left
+out so that a bug cannot reach the host, and its write checks are the same code.  Bad input
+or a refused member must raise a :class:`~bootmem.errors.BootmemError`; anything else is a
+crash.
+
+    python fuzz/fuzz_extract.py -atheris_runs=100000 -max_len=8192 fuzz/corpus/extract
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+import bootmem.initramfs
+from bootmem.errors import BootmemError
+from bootmem.initramfs.extract import extractall
+
+MAX_LEN = 8192
+MAX_DECOMPRESSED = 1 << 20
+FILTERS = ("data", "tar")
+VICTIM = b"outside the destination\n"
+
+
+def _layout(parent: str) -> set[str]:
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(parent):
+        for name in dirnames + filenames:
+            path = os.path.relpath(os.path.join(dirpath, name), parent)
+            if path != "dest" and not path.startswith("dest/"):
+                found.add(path)
+    return found
+
+
+def TestOneInput(data: bytes) -> None:
+    parent = tempfile.mkdtemp(prefix="bootmem-fuzz-")
+    try:
+        os.mkdir(os.path.join(parent, "sibling"))
+        with open(os.path.join(parent, "victim"), "wb") as f:
+            f.write(VICTIM)
+        dest = os.path.join(parent, "dest")
+        image = bootmem.initramfs.open(data, max_decompressed=MAX_DECOMPRESSED, max_entries=2000)
+        try:
+            extractall(image, dest, filter=FILTERS[len(data) % len(FILTERS)])
+        except BootmemError:
+            pass
+        finally:
+            image.close()
+        assert _layout(parent) == {"sibling", "victim"}, _layout(parent)
+        assert os.path.isdir(dest) and not os.path.islink(dest), dest
+        with open(os.path.join(parent, "victim"), "rb") as f:
+            assert f.read() == VICTIM
+        assert os.stat(os.path.join(parent, "victim")).st_nlink == 1
+    finally:
+        _remove(parent)
+
+
+def _remove(parent: str) -> None:
+    # Extracted directories may have lost their owner's write bit (the tar filter keeps 0o555).
+    for dirpath, dirnames, _ in os.walk(parent):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+    shutil.rmtree(parent)
+
+
+def main() -> None:
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Truncation at every byte offset of a small multi-segment image (raw early + compressed main).
+
+For each prefix of the image:
+
+- ``bootmem.initramfs`` lists a prefix of the image's entries with their exact data, then
+  either stops cleanly (the prefix ends between segments) or raises a
+  :class:`~bootmem.errors.BootmemError`;
+- ``unpack_to_rootfs`` returns (it never raises), and the rootfs holds exactly the paths of
+  the first k entries for some k, every file complete but possibly the last one written (a
+  prefix of its data), with exact accounting: ``check_invariants`` and allocated pages ==
+  rootfs pages.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+import bootmem.initramfs
+from bootmem.errors import BootmemError
+from bootmem.fs.tmpfs import Tmpfs
+from bootmem.kernel.unpack import unpack_to_rootfs
+from bootmem.mm import PageAllocator
+from tests.stress.images import EARLY, FILES, MAIN, archive, small_image
+
+COMPRESSIONS = ("gzip", "zstd", "xz", "lz4")
+ENTRIES = EARLY + MAIN
+PREFIX_PATHS = [{"/" + e.name for e, _ in ENTRIES[:k]} for k in range(len(ENTRIES) + 1)]
+
+
+def _listed(data: bytes) -> tuple[list[tuple[str, bytes]], BootmemError | None]:
+    got: list[tuple[str, bytes]] = []
+    try:
+        with bootmem.initramfs.open(data) as image:
+            for entry, reader in image.stream():
+                body = reader.read_data()
+                got.append((entry.name, os.fsencode(entry.linkname) if entry.issym() else body))
+    except BootmemError as exc:
+        return got, exc
+    return got, None
+
+
+def _expected(entries: list[tuple[bootmem.initramfs.Entry, bytes]]) -> list[tuple[str, bytes]]:
+    return [(e.name, os.fsencode(e.linkname) if e.issym() else data) for e, data in entries]
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_listing_every_prefix(compression: str) -> None:
+    image = small_image(compression)
+    early_end = len(archive(EARLY))
+    full = _expected(ENTRIES)
+    for n in range(len(image) + 1):
+        got, error = _listed(image[:n])
+        assert got == full[: len(got)], f"prefix {n}: entries differ from the image's"
+        if error is None:
+            # A clean end is the empty image, the early archive alone (its trailer's last padding
+            # bytes may be missing: the kernel does not look for them either) or the whole image.
+            if n == len(image):
+                assert got == full
+            elif n == 0:
+                assert got == []
+            else:
+                assert n >= early_end - 3 and got == full[: len(EARLY)], f"prefix {n} listed cleanly"
+        else:
+            assert str(error) and "\n" not in str(error), repr(error)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_unpack_every_prefix(compression: str) -> None:
+    image = small_image(compression)
+    for n in range(len(image) + 1):
+        with PageAllocator(base=0x4000_0000, size=2 << 20, max_order=4) as pa:
+            fs = Tmpfs(pa)
+            result = unpack_to_rootfs(image[:n], fs)
+            pa.check_invariants()
+            assert pa.stats()["allocated"] == fs.used_pages, f"prefix {n}: pages leaked"
+            paths = {path for path, _ in fs.walk()} - {"/"}
+            assert paths in PREFIX_PATHS, f"prefix {n}: {sorted(paths)} is not a prefix of the entries"
+            partial = set()
+            for path, inode in fs.walk():
+                if not stat.S_ISREG(inode.mode):
+                    continue
+                content = fs.read(path)
+                if content != FILES[path]:
+                    assert FILES[path].startswith(content), f"prefix {n}: {path} holds wrong data"
+                    partial.add(inode.ino)
+            assert len(partial) <= 1, f"prefix {n}: several files incomplete"
+            if n == len(image):
+                assert result.error is None and paths == PREFIX_PATHS[-1] and not partial
+            elif result.error is None:
+                assert not partial and paths in (PREFIX_PATHS[0], PREFIX_PATHS[len(EARLY)]), n
