@@ -32,7 +32,18 @@ class InvalidRangeError(AllocatorError, ValueError):
 
 
 class OutOfMemoryError(AllocatorError, MemoryError):
-    """No free block of the requested order."""
+    """No free block of the requested order.
+
+    ``runs`` holds the pages a bulk allocation took before it failed, as ``(pfn, npages)``: they
+    stay allocated and belong to the caller (as ``BlockingIOError.characters_written`` tells
+    what a partial write did).  Empty for a single allocation.
+    """
+
+    runs: list[tuple[int, int]]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.runs = []
 
 
 class ReservedConflictError(AllocatorError):

@@ -107,6 +107,8 @@ class PageAllocator:
         self._pcp: list[int] = []
         self._allocated: dict[int, tuple[int, str]] = {}  # head pfn -> (order, owner)
         self._nr_allocated = 0
+        self._nr_reserved = 0
+        self._peak_used = 0  # most pages ever allocated or reserved at once
         self._leases: list[Lease] = []
         self._subscribers: tuple[Subscriber, ...] = ()
         self._fail_countdown = 0
@@ -118,6 +120,11 @@ class PageAllocator:
     @property
     def total_pages(self) -> int:
         return self._end_pfn - self._first_pfn
+
+    @property
+    def peak_used(self) -> int:
+        """The most pages that were ever not free at once (allocated plus reserved), from creation on."""
+        return self._peak_used
 
     # --- events ---------------------------------------------------------------------------
 
@@ -213,8 +220,11 @@ class PageAllocator:
             for first, stop in needed:
                 self._buddy.remove_range(first, stop)
             self.memblock.reserve(start, end, name)
+            taken = sum(stop - first for first, stop in needed)
+            self._nr_reserved += taken
+            self._peak_used = max(self._peak_used, self._nr_allocated + self._nr_reserved)
             if self._subscribers:
-                self._emit("reserve", lo, sum(stop - first for first, stop in needed), name)
+                self._emit("reserve", lo, taken, name)
 
     def release_reserved(self, start: int, end: int, *, policy: str = "exact") -> int:
         """Give the reserved bytes ``[start, end)`` back; returns the number of pages freed.
@@ -265,6 +275,7 @@ class PageAllocator:
             if lo < hi and reserved.intersects((hi - 1) << PAGE_SHIFT, hi << PAGE_SHIFT):
                 hi -= 1
             freed = max(0, hi - lo)
+            self._nr_reserved -= freed
             if freed:
                 self._buddy.add_free_range(lo, hi)
                 if self.poison is not None:
@@ -352,6 +363,9 @@ class PageAllocator:
             pfn = self._pcp.pop() if order == 0 and self._pcp else self._alloc_slow(order, owner)
             self._allocated[pfn] = (order, owner)
             self._nr_allocated += 1 << order
+            used = self._nr_allocated + self._nr_reserved
+            if used > self._peak_used:
+                self._peak_used = used
             if self._subscribers:
                 self._emit("alloc", pfn, 1 << order, owner)
             return pfn
@@ -382,6 +396,72 @@ class PageAllocator:
             f"out of memory: order-{order} allocation for {owner!r} failed, "
             f"{buddy.nr_free + len(self._pcp)} pages free"
         )
+
+    def alloc_bulk(self, count: int, owner: str = "anonymous") -> list[tuple[int, int]]:
+        """Allocate ``count`` order-0 pages at once (Linux's ``alloc_pages_bulk``); returns them as
+        runs of consecutive frames ``(pfn, npages)``, in the order they were taken.
+
+        Each page is an order-0 allocation of its own, as if by ``alloc(0, owner)``: ``free(pfn,
+        0)`` gives back any one of them, and an armed :meth:`fail_nth_alloc` fails the same page it
+        would fail in ``count`` calls of :meth:`alloc`.  Pages come from the largest free blocks
+        that fit once the order-0 hot cache is used up, so a run is as long as the free lists
+        allow.  Subscribers see one ``alloc`` event per run.
+
+        When the pages run out (or the injected failure hits) part way, the pages already taken
+        stay allocated and :class:`OutOfMemoryError` is raised with them in its ``runs``
+        attribute: the caller owns them.  ``count`` 0 returns ``[]``.
+
+        >>> pa = PageAllocator(base=0, size=8 * PAGE_SIZE, max_order=3)
+        >>> pa.alloc_bulk(5), pa.alloc_bulk(3)
+        ([(0, 5)], [(6, 2), (5, 1)])
+        """
+        if not isinstance(count, int) or count < 0:
+            raise UsageError(f"alloc_bulk of {count!r} pages")
+        with self._lock:
+            countdown = self._fail_countdown
+            want = count
+            if countdown:
+                want = min(count, countdown - 1)
+                self._fail_countdown = countdown - count if countdown > count else 0
+            # The hot cache first, as alloc(0) would, then whole blocks from the buddy lists.
+            pcp = self._pcp
+            taken = [(pcp.pop(), 0) for _ in range(min(want, len(pcp)))]
+            taken += self._buddy.alloc_pages(want - len(taken))
+            runs: list[tuple[int, int]] = []
+            got = 0
+            for pfn, order in taken:
+                npages = 1 << order
+                if runs and runs[-1][0] + runs[-1][1] == pfn:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + npages)
+                else:
+                    runs.append((pfn, npages))
+                got += npages
+            allocated = self._allocated
+            entry = (0, owner)
+            for pfn, npages in runs:
+                allocated.update(dict.fromkeys(range(pfn, pfn + npages), entry))
+            self._nr_allocated += got
+            used = self._nr_allocated + self._nr_reserved
+            if used > self._peak_used:
+                self._peak_used = used
+            if self._subscribers:
+                for pfn, npages in runs:
+                    self._emit("alloc", pfn, npages, owner)
+            if got < count:
+                if countdown and got == want:
+                    message = f"injected failure of page {got + 1} of a bulk allocation for {owner!r}"
+                else:
+                    if countdown:
+                        # As count calls of alloc(): the one that failed counts, no later one.
+                        self._fail_countdown = countdown - got - 1
+                    message = (
+                        f"out of memory: bulk allocation of {count} pages for {owner!r} got {got}, "
+                        f"{self._buddy.nr_free + len(pcp)} pages free"
+                    )
+                error = OutOfMemoryError(message)
+                error.runs = runs
+                raise error
+            return runs
 
     def free(self, pfn: int, order: int = 0) -> None:
         """Give back the block ``(pfn, order)`` that :meth:`alloc` returned.
@@ -454,8 +534,11 @@ class PageAllocator:
         with self._lock:
             if npages < 1:
                 raise InvalidRangeError(f"page_view of {npages} pages at pfn {pfn:#x}")
-            entry = self._allocated.get(pfn)
-            if entry is None or (1 << entry[0]) < npages:
+            allocated = self._allocated
+            entry = allocated.get(pfn)
+            if (entry is None or (1 << entry[0]) < npages) and not all(
+                map(allocated.__contains__, range(pfn, pfn + npages))
+            ):
                 page = pfn
                 while page < pfn + npages:
                     block = self._allocated_block(page)
@@ -535,6 +618,8 @@ class PageAllocator:
                 raise InvariantError(
                     f"allocated blocks hold {allocated} pages, counter says {self._nr_allocated}"
                 )
+            if self._peak_used < allocated + self._nr_reserved:
+                raise InvariantError(f"peak use {self._peak_used} pages is below the use now")
             # One page of slack either side, so that a region outside RAM shows up below.
             for first, stop in _page_runs(list(reserved), self._first_pfn - 1, self._end_pfn + 1):
                 spans.append(
@@ -562,9 +647,10 @@ class PageAllocator:
                 )
             stats = self.stats()
             reserved_pages = covered - allocated - self._buddy.nr_free
-            if stats["reserved"] != reserved_pages:
+            if stats["reserved"] != reserved_pages or self._nr_reserved != reserved_pages:
                 raise InvariantError(
-                    f"reserved regions touch {reserved_pages} pages, counters say {stats['reserved']}"
+                    f"reserved regions touch {reserved_pages} pages, counters say {stats['reserved']} "
+                    f"and {self._nr_reserved}"
                 )
             for lease in self._leases:
                 if lease.closed or not reserved.covers(lease.start, lease.end):

@@ -124,6 +124,43 @@ class BuddyAllocator:
             f"no free block of order {order} ({self.nr_free} pages free in smaller blocks)"
         )
 
+    def alloc_pages(self, count: int) -> list[tuple[int, int]]:
+        """Take up to ``count`` pages in as few blocks as the lists allow; returns ``(pfn, order)``.
+
+        Each step takes the largest order that still fits in what is left to take: the smallest
+        free block of that order or above is split (as :meth:`alloc_block`), or, when there is
+        none, the largest smaller block is taken whole.  So a request served from one free block
+        comes out as consecutive frames: ``alloc_pages(5)`` from a free block pfn 0 order 3
+        gives ``[(0, 2), (4, 0)]`` and leaves pfn 5 order 0 and pfn 6 order 1 free.  Fewer
+        pages than ``count`` only when the lists run out.
+
+        >>> b = BuddyAllocator(max_order=3)
+        >>> b.add_free_range(0, 8)
+        1
+        >>> b.alloc_pages(5), sorted(b.blocks())
+        ([(0, 2), (4, 0)], [(5, 0), (6, 1)])
+        """
+        blocks: list[tuple[int, int]] = []
+        free_lists = self.free_lists
+        top = self.max_order
+        while count > 0 and self.nr_free:
+            order = min(top, count.bit_length() - 1)
+            current = order
+            while current <= top and not free_lists[current]:
+                current += 1
+            if current > top:
+                # Nothing at this order or above, now or later in this call: take smaller blocks.
+                top = order - 1
+                continue
+            pfn, _ = free_lists[current].popitem()
+            while current > order:
+                current -= 1
+                free_lists[current][pfn + (1 << current)] = None
+            self.nr_free -= 1 << order
+            blocks.append((pfn, order))
+            count -= 1 << order
+        return blocks
+
     def find(self, pfn: int) -> tuple[int, int] | None:
         """The free block ``(head, order)`` containing page ``pfn``, or ``None`` if it is not free."""
         for order, free_list in enumerate(self.free_lists):
