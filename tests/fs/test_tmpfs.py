@@ -12,9 +12,9 @@ import threading
 import pytest
 
 from bootmem.errors import OutOfMemoryError, TmpfsError, TmpfsNoSpaceError, TmpfsNotFoundError
-from bootmem.fs.tmpfs import MAXSYMLINKS, Tmpfs
-from bootmem.mm import PAGE_SIZE, PageAllocator
-from tests.fs.conftest import RAM_PAGES, rootfs_pages
+from bootmem.fs.tmpfs import DIR_CACHE_SIZE, MAXSYMLINKS, Tmpfs
+from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from tests.fs.conftest import RAM_BASE, RAM_PAGES, rootfs_pages
 
 S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, S_IFREG = (
     stat.S_IFCHR,
@@ -675,6 +675,103 @@ def test_allocator_exhausted(pa: PageAllocator) -> None:
     for pfn in hog:
         pa.free(pfn)
     assert pa.stats()["free"] == RAM_PAGES
+
+
+def test_a_write_takes_its_pages_in_one_bulk(fs: Tmpfs, pa: PageAllocator) -> None:
+    seen: list[AllocatorEvent] = []
+    pa.subscribe(seen.append)
+    data = pattern(10 * PAGE_SIZE + 1)
+    fs.write_file("/f", data)
+    assert [(e.op, e.pages) for e in seen] == [("alloc", 11)]  # a fresh allocator: one run
+    pfns = fs.lookup("/f").pages
+    assert pfns == list(range(pfns[0], pfns[0] + 11))
+    assert fs.read("/f") == data
+
+
+def test_data_written_into_released_poisoned_pages(pa: PageAllocator) -> None:
+    fs = Tmpfs(pa)
+    pa.reserve(RAM_BASE, RAM_BASE + RAM_PAGES * PAGE_SIZE // 2, "initrd")
+    hog = pa.alloc_bulk(RAM_PAGES // 2, owner="hog")  # every page not reserved
+    pa.release_reserved(RAM_BASE, RAM_BASE + RAM_PAGES * PAGE_SIZE // 2)  # reads as 0xcc
+    data = pattern(3 * PAGE_SIZE + 100)
+    fs.write_file("/f", data)
+    inode = fs.lookup("/f")
+    assert all(RAM_BASE // PAGE_SIZE <= p < (RAM_BASE // PAGE_SIZE) + RAM_PAGES // 2 for p in inode.pages)
+    assert fs.read("/f") == data
+    with pa.page_view(inode.pages[-1]) as last:
+        assert last[:100].tobytes() == data[-100:]
+        assert last[100:].tobytes() == b"\xcc" * (PAGE_SIZE - 100)  # never written: still poison
+    for first, n in hog:
+        for p in range(first, first + n):
+            pa.free(p)
+
+
+# --- lookups after removals: the directory cache ---------------------------------------------
+
+
+def test_lookup_through_a_directory_replaced_by_a_symlink(fs: Tmpfs) -> None:
+    fs.mkdir("/a", 0o755)
+    fs.mkdir("/a/b", 0o755)
+    fs.write_file("/a/b/f", b"old")
+    fs.mkdir("/c", 0o755)
+    fs.write_file("/c/f", b"new")
+    assert fs.read("/a/b/f") == b"old"  # /a/b is remembered now
+    fs.remove_path("/a/b")
+    with raises_errno(errno.ENOENT):
+        fs.lookup("/a/b/f")
+    fs.symlink("/c", "/a/b")
+    assert fs.read("/a/b/f") == b"new"
+    assert fs.lookup("/a/b/f") is fs.lookup("/c/f")
+
+
+def test_lookup_through_a_directory_replaced_by_a_file(fs: Tmpfs) -> None:
+    fs.mkdir("/d", 0o755)
+    fs.write_file("/d/f", b"x")
+    assert fs.exists("/d/f")
+    fs.unlink("/d/f")
+    fs.rmdir("/d")
+    fs.write_file("/d", b"now a file")
+    with raises_errno(errno.ENOTDIR):
+        fs.lookup("/d/f")
+    with raises_errno(errno.ENOTDIR):
+        fs.create("/d/g", 0o644)
+
+
+@pytest.mark.parametrize("spelling", ["/a/b/f", "a/b/f", "/a//b/f", "/a/./b/f", "/a/b/../b/f", "//a/b/f"])
+def test_every_spelling_finds_the_same_inode(fs: Tmpfs, spelling: str) -> None:
+    fs.mkdir("/a", 0o755)
+    fs.mkdir("/a/b", 0o755)
+    fs.write_file("/a/b/f", b"x")
+    target = fs.lookup("/a/b/f")
+    assert fs.lookup(spelling) is target
+    assert fs.lookup(spelling) is target  # and again, from what was remembered
+    fs.unlink("/a/b/f")
+    with raises_errno(errno.ENOENT):
+        fs.lookup(spelling)
+
+
+def test_final_symlink_under_a_remembered_directory(fs: Tmpfs) -> None:
+    fs.mkdir("/bin", 0o755)
+    fs.write_file("/bin/busybox", b"bb")
+    fs.symlink("busybox", "/bin/sh")
+    assert fs.lookup("/bin/busybox").is_file
+    assert fs.lookup("/bin/sh", follow_symlinks=False).is_symlink
+    assert fs.lookup("/bin/sh") is fs.lookup("/bin/busybox")
+    fs.symlink("loop", "/bin/loop")
+    with raises_errno(errno.ELOOP):
+        fs.lookup("/bin/loop")
+
+
+def test_more_directories_than_are_remembered(fs: Tmpfs) -> None:
+    count = DIR_CACHE_SIZE + 10
+    for i in range(count):
+        fs.mkdir(f"/d{i}", 0o755)
+        fs.mknod(f"/d{i}/n", stat.S_IFIFO | 0o644)
+    for i in range(count):
+        assert fs.lookup(f"/d{i}/n").kind == "p"
+    fs.remove_path("/d0")
+    assert not fs.exists("/d0/n")
+    assert fs.exists(f"/d{count - 1}/n")
 
 
 # --- walk and tree ------------------------------------------------------------------------

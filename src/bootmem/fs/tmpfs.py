@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["MAXSYMLINKS", "Inode", "OpenFile", "Stat", "Tmpfs"]
 
 MAXSYMLINKS = 40  # include/linux/namei.h: symlinks followed in one lookup before ELOOP
+DIR_CACHE_SIZE = 4096  # directory paths remembered by a Tmpfs for its lookups (a dcache)
 BOGO_DIRENT_SIZE = 20  # mm/shmem.c: a directory's i_size is 2 * 20 plus 20 per entry
 DEFAULT_OWNER = "rootfs"
 
@@ -261,6 +262,9 @@ class Tmpfs:
         self.root = self._new_inode(stat.S_IFDIR | 0o755, 0, 0, 0)
         self.root.parent = self.root
         self.root.nlink = 2
+        # Path as given -> the directory it resolved to.  Creating names cannot change what an
+        # existing path resolves to, removing one can: every removal empties it.
+        self._dirs: dict[str, Inode] = {"": self.root}
 
     # --- figures --------------------------------------------------------------------------
 
@@ -599,6 +603,29 @@ class Tmpfs:
     def _resolve(self, path: str, *, follow_final: bool) -> Inode:
         """The inode at ``path``.  Symlinks before the last component are always followed, the
         last one when ``follow_final`` or when a ``/`` follows it (as ``path_lookupat``)."""
+        head, _, name = path.rpartition("/")
+        if name and name != "." and name != "..":
+            parent = self._dirs.get(head)
+            if parent is None:
+                try:
+                    parent = self._walk(head, follow_final=True)
+                except TmpfsError:
+                    return self._walk(path, follow_final=follow_final)  # the error, for path
+                if parent.entries is None:
+                    return self._walk(path, follow_final=follow_final)
+                if len(self._dirs) >= DIR_CACHE_SIZE:
+                    self._dirs = {"": self.root}
+                self._dirs[head] = parent
+            assert parent.entries is not None
+            child = parent.entries.get(name)
+            if child is None:
+                raise _error(errno.ENOENT, path)
+            if child.target is None or not follow_final:
+                return child
+        return self._walk(path, follow_final=follow_final)
+
+    def _walk(self, path: str, *, follow_final: bool) -> Inode:
+        """:meth:`_resolve` one component at a time."""
         if not path:
             raise _error(errno.ENOENT, path, "empty path")
         pending = path.split("/")
@@ -695,6 +722,8 @@ class Tmpfs:
     def _detach(self, parent: Inode, name: str) -> None:
         """Remove ``parent``'s entry ``name``, a directory's contents first."""
         assert parent.entries is not None
+        if len(self._dirs) > 1:
+            self._dirs = {"": self.root}
         inode = parent.entries.pop(name)
         parent.size -= BOGO_DIRENT_SIZE
         if inode.entries is not None:
@@ -717,16 +746,29 @@ class Tmpfs:
 
     # --- pages ----------------------------------------------------------------------------
 
-    def _alloc_page(self, path: str) -> int:
-        """One page for file data, charged to the size limit; ENOSPC when there is none."""
-        if self._used_pages >= self.limit_pages:
-            raise _error(errno.ENOSPC, path, f"tmpfs size limit {self.limit_pages} pages")
-        try:
-            pfn = self._allocator.alloc(order=0, owner=self.owner)
-        except OutOfMemoryError as exc:
-            raise _error(errno.ENOSPC, path, "no free page") from exc
-        self._used_pages += 1
-        return pfn
+    def _alloc_pages(self, inode: Inode, count: int, path: str) -> TmpfsError | None:
+        """Append ``count`` pages for file data to ``inode.pages``, charged to the size limit.
+
+        As many as the limit and the allocator allow are appended; the ENOSPC error for the
+        first page that could not be had is returned, ``None`` when all were.
+        """
+        room = max(0, min(count, self.limit_pages - self._used_pages))
+        runs: list[tuple[int, int]] = []
+        error: TmpfsError | None = None
+        if room:
+            try:
+                runs = self._allocator.alloc_bulk(room, owner=self.owner)
+            except OutOfMemoryError as exc:
+                runs = exc.runs
+                error = _error(errno.ENOSPC, path, "no free page")
+                error.__cause__ = exc
+        if error is None and room < count:
+            error = _error(errno.ENOSPC, path, f"tmpfs size limit {self.limit_pages} pages")
+        pages = inode.pages
+        for pfn, npages in runs:
+            pages.extend(range(pfn, pfn + npages))
+            self._used_pages += npages
+        return error
 
     def _free_page(self, pfn: int) -> None:
         self._allocator.free(pfn, order=0)
@@ -764,13 +806,11 @@ class Tmpfs:
     def _grow(self, inode: Inode, size: int, path: str) -> None:
         """Extend a regular file to ``size`` with zeros, all or nothing."""
         old = len(inode.pages)
-        try:
-            while len(inode.pages) * PAGE_SIZE < size:
-                inode.pages.append(self._alloc_page(path))
-        except TmpfsError:
+        error = self._alloc_pages(inode, -(-size // PAGE_SIZE) - old, path)
+        if error is not None:
             while len(inode.pages) > old:
                 self._free_page(inode.pages.pop())
-            raise
+            raise error
         if inode.size % PAGE_SIZE:
             self._zero(inode.pages[inode.size // PAGE_SIZE], inode.size % PAGE_SIZE, PAGE_SIZE)
         for pfn in inode.pages[old:]:
@@ -789,12 +829,8 @@ class Tmpfs:
             first_new = len(pages)
             if pos > inode.size and inode.size % PAGE_SIZE:
                 self._zero(pages[-1], inode.size % PAGE_SIZE, PAGE_SIZE)
-            error: TmpfsError | None = None
-            try:
-                while len(pages) * PAGE_SIZE < end:
-                    pages.append(self._alloc_page(path))
-            except TmpfsError as exc:
-                error = exc
+            error = self._alloc_pages(inode, -(-end // PAGE_SIZE) - first_new, path)
+            if error is not None:
                 end = len(pages) * PAGE_SIZE  # copy what fits in the pages there are
                 if end <= pos:  # nothing to copy: give back the pages taken for the gap
                     self._shrink(inode, inode.size)
@@ -808,10 +844,12 @@ class Tmpfs:
             first = pos // PAGE_SIZE
             offset = pos - first * PAGE_SIZE
             copied = 0
+            memory = self._allocator.memory
             for pfn, npages in _runs(pages, first, (end - 1) // PAGE_SIZE + 1):
                 n = min(npages * PAGE_SIZE - offset, end - pos - copied)
-                with self._allocator.page_view(pfn, npages) as window:
-                    window[offset : offset + n] = data[copied : copied + n]
+                # Written into the memory file, not through a mapping: a page the host has not
+                # given yet is then filled directly, with no fault and no zeroing first.
+                memory.write(pfn * PAGE_SIZE + offset, data[copied : copied + n])
                 copied += n
                 offset = 0
             inode.size = max(inode.size, end)
