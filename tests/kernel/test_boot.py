@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +15,7 @@ from bootmem.kernel import unpack
 from bootmem.kernel.boot import BootReport, CommandLine, Machine, boot
 from bootmem.kernel.example import example_image
 from bootmem.kernel.unpack import unpack_to_rootfs
-from bootmem.mm import PAGE_SIZE, PageAllocator
+from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
 from tests.kernel.conftest import MACHINE, SYNC, archive, compile_dts, dts, f, small_image
 
 RAM = (0x4000_0000, 0x4400_0000)  # 64 MiB, as MACHINE
@@ -381,3 +382,33 @@ def test_report_device_nodes() -> None:
     assert report.rootfs is not None
     vda = report.rootfs.lookup("/dev/vda", follow_symlinks=False)
     assert stat.S_ISBLK(vda.mode) and vda.rdev == (254, 0)
+
+
+def _peak_from_events(events: list[AllocatorEvent], hole_pages: int) -> int:
+    """The most pages ever in use, replayed from the allocator's events (holes are not RAM)."""
+    used = peak = 0
+    for event in events:
+        used += event.pages if event.op in ("alloc", "reserve") else -event.pages
+        peak = max(peak, used)
+    return peak - hole_pages
+
+
+@pytest.mark.parametrize("cmdline", [SYNC, "initramfs_async=1"])
+def test_peak_used_pages_is_the_high_water_mark(cmdline: str) -> None:
+    # RAM in two banks with a 16 MiB hole between them, and a load allocating while unpacking.
+    low, high = (0x4000_0000, 0x4200_0000), (0x4300_0000, 0x4500_0000)
+    image = small_image()
+    start = high[1] - 0x10_0000
+    dtb = DeviceTree.build(memory=[low, high], initrd=(start, start + len(image)), bootargs=cmdline)
+    events: list[AllocatorEvent] = []
+
+    def load(pa: PageAllocator, done: threading.Event) -> None:
+        held = [pa.alloc(2, owner="load") for _ in range(50)]
+        for pfn in held:
+            pa.free(pfn, 2)
+
+    report = boot(image, dtb=dtb, observer=events.append, load=load)
+    assert report.ok, report.log.messages()
+    hole_pages = (high[0] - low[1]) // PAGE_SIZE
+    assert report.peak_used_pages == _peak_from_events(events, hole_pages)
+    assert report.peak_used_pages >= report.reserved_pages_at_init + 200

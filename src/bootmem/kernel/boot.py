@@ -294,21 +294,6 @@ def boot(
         rootfs=rootfs,
         clock_origin=t_start,
     )
-    # Pages not free, kept from the events (each says how many pages left or reached the
-    # free lists) rather than recounted at every one of them.
-    used = [total - available]
-    used_peak = [used[0]]
-
-    def track(event: AllocatorEvent) -> None:
-        if event.op in ("alloc", "reserve"):
-            used[0] += event.pages
-            if used[0] > used_peak[0]:
-                used_peak[0] = used[0]
-        else:
-            used[0] -= event.pages
-
-    unsubscribe = pa.subscribe(track)
-
     # populate_rootfs: the built-in initramfs first (its errors panic in Linux).
     if not no_builtin:
         err = unpack_builtin(builtin if builtin is not None else default_builtin(), rootfs)
@@ -333,41 +318,39 @@ def boot(
             phase("release")
             log.printk(f"Freeing initrd memory: {format_k(freed * PAGE_SIZE)}")
 
-    try:
-        if args.initramfs_async:
-            worker_error: list[BaseException] = []
+    if args.initramfs_async:
+        worker_error: list[BaseException] = []
 
-            done = threading.Event()
+        done = threading.Event()
 
-            def run() -> None:
-                try:
-                    populate()
-                except BaseException as exc:  # handed to the boot thread below
-                    worker_error.append(exc)
-                finally:
-                    done.set()
+        def run() -> None:
+            try:
+                populate()
+            except BaseException as exc:  # handed to the boot thread below
+                worker_error.append(exc)
+            finally:
+                done.set()
 
-            worker = threading.Thread(target=run, name="initramfs")
-            worker.start()
-            if load is not None:
-                load(pa, done)
-            worker.join()  # wait_for_initramfs()
-            if worker_error:
-                raise worker_error[0]
-        else:
-            populate()
-            if load is not None:
-                finished = threading.Event()
-                finished.set()
-                load(pa, finished)
-    finally:
-        unsubscribe()
+        worker = threading.Thread(target=run, name="initramfs")
+        worker.start()
+        if load is not None:
+            load(pa, done)
+        worker.join()  # wait_for_initramfs()
+        if worker_error:
+            raise worker_error[0]
+    else:
+        populate()
+        if load is not None:
+            finished = threading.Event()
+            finished.set()
+            load(pa, finished)
 
     report.rootfs_pages = rootfs.used_pages
     report.rootfs_bytes = rootfs.used_bytes
     report.rootfs_files = sum(1 for _ in rootfs.walk())
     report.free_pages_end = pa.stats()["free"]
-    report.peak_used_pages = used_peak[0]
+    # The allocator's high-water mark counts the holes between /memory ranges, which are not RAM.
+    report.peak_used_pages = pa.peak_used - hole_pages
     report.init = _find_init(rootfs)
     phase("init")
     if report.init is not None:
