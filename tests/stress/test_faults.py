@@ -1,12 +1,12 @@
 """Allocation failure injected at every k across the boot of a small image.
 
-``PageAllocator.fail_nth_alloc(k)`` makes the k-th allocation after the allocator comes up
-fail once (Linux's ``fail_page_alloc``).  For every k up to one past the allocations a clean
-boot makes, the boot must not raise: a failed allocation is the tmpfs's ENOSPC, logged as
-Linux logs it ("Initramfs unpacking failed: write error"); what was unpacked before it stays
-and is correct (a prefix of the entries, only the file being written short); the initrd is
-freed all the same; and the books are exact: ``check_invariants``, allocated pages == rootfs
-pages.
+``PageAllocator.fail_nth_alloc(k)`` makes the k-th page allocated after the allocator comes up
+fail once (Linux's ``fail_page_alloc``; ``alloc_bulk`` counts each page as one ``alloc``).  For
+every k up to one past the pages a clean boot allocates, the boot must not raise: a failed
+allocation is the tmpfs's ENOSPC, logged as Linux logs it ("Initramfs unpacking failed: write
+error"); what was unpacked before it stays and is correct (a prefix of the entries, only the
+file being written short); the initrd is freed all the same; and the books are exact:
+``check_invariants``, allocated pages == rootfs pages.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def _boot(cmdline: str, k: int | None = None, count: list[int] | None = None) ->
         if count is not None:
 
             def tally(event: AllocatorEvent) -> None:
-                if event.op == "alloc":
-                    count[0] += 1
+                if event.op == "alloc":  # a bulk allocation is one event per run of pages
+                    count[0] += event.pages
 
             pa.subscribe(tally)
         pa.fail_nth_alloc(k)
