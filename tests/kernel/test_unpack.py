@@ -321,3 +321,25 @@ def test_unpack_of_created_image_is_the_tree(tree: dict[str, bytes | str | None]
         got[path[1:]] = (inode.kind, data)
     assert got == expected
     assert fs.used_pages == sum(-(-len(v) // 4096) for v in contents.values())
+
+
+def test_a_raw_archive_cut_short_is_no_error() -> None:
+    # write_buffer() consumes a partial header or partial data and unpack_to_rootfs() returns
+    # no message: the files before the cut stay, the one cut keeps the bytes that came.
+    image = archive(d("etc"), f("etc/motd", b"x" * 3000), f("etc/issue", b"hello\n"))
+    cut = image.index(b"etc/motd") + 16 + 1000  # inside etc/motd's data
+    fs = fresh_fs()
+    result = unpack_to_rootfs(image[:cut], fs)
+    assert result.error is None
+    assert 0 < len(fs.read("/etc/motd")) < 3000
+    assert not fs.exists("/etc/issue")
+
+
+def test_a_compressed_member_cut_short_is_an_error() -> None:
+    from bootmem.initramfs.compress import open_compressor
+
+    gz = open_compressor("gzip")
+    image = gz.compress(archive(d("etc"), f("etc/motd", b"x" * 3000))) + gz.flush()
+    result = unpack_to_rootfs(image[: len(image) - 8], fresh_fs())
+    assert result.error is not None
+    assert result.error.message in ("decompressor failed", "junk at the end of compressed archive")

@@ -251,10 +251,25 @@ def unpack_to_rootfs(
     finally:
         unpacker.finish()
         segments = len(img.segments)
+        resume = img.segments[-1].end if img.segments else 0
         del stream  # the last reference: the pass ends here
         img.close()
+    if error is not None and _truncated_raw(error, data, resume):
+        # A raw archive cut short is not an error for the kernel: write_buffer() consumes the
+        # partial header or data and unpack_to_rootfs() returns with no message.
+        error = None
     skipped = unpacker.skipped + sum(reader.skipped for reader in readers.values())
     return UnpackResult(unpacker.entries, skipped, segments, error)
+
+
+def _truncated_raw(error: UnpackError, data: bytes | memoryview, resume: int) -> bool:
+    """Whether ``error`` is a truncation of the raw segment that starts after offset ``resume``."""
+    if not error.detail.startswith("truncated"):
+        return False
+    view = memoryview(data)
+    while resume < len(view) and view[resume] == 0:
+        resume += 1
+    return bytes(view[resume : resume + 1]) == b"0"
 
 
 def unpack_builtin(data: bytes, fs: Tmpfs) -> UnpackError | None:
