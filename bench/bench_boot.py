@@ -1,122 +1,104 @@
-"""Booting a distribution-shaped initramfs against the floor, and the host memory it takes.
+"""Booting an image against the floor, and the host memory a boot takes.
 
-Run ``python bench/bench_boot.py`` (``--quick`` for fewer repetitions, ``--profile`` to print
-where a boot spends its time).  The image is generated in a temporary directory: about 1,500
-files, about 130 MB unpacked, compressing about 2.5:1 with zstd, after a small raw early
-segment holding CPU microcode, as dracut and initramfs-tools build them.
+* The floor: decompressing the image's main member with the library bootmem uses for it
+  (``zstandard``, the standard library's ``lzma`` and ``zlib``, ``lz4.block`` for lz4's legacy
+  format) plus one copy of its bytes into a buffer that is already touched.
+* ``boot()`` of the whole image, unpacking in the boot thread (``initramfs_async=0``).
+* Host peak RSS (``VmHWM``) of one boot in a fresh interpreter, against the modelled RAM the boot
+  touched (pages of the rootfs and of the initrd) plus 64 MB (goal: at most that).  The image
+  file is mapped, and its pages dropped once the bootloader step has copied it into modelled
+  RAM (the bootloader's buffer is not the kernel's memory); ``keep`` leaves them mapped.
 
-Printed, in one run and alternating so both sides see the same machine state:
-
-* the floor: decompressing the same zstd member with the same library (``zstandard``) plus one
-  copy of its bytes into a buffer that is already touched;
-* ``boot()`` of the image on a 1 GiB machine (unpacking in the boot thread), and the ratio
-  (goal, DESIGN.md: 1.3x);
-* host peak RSS (``VmHWM``) of one boot in a fresh interpreter, against the modelled RAM the
-  boot touched (pages of the rootfs and the initrd) plus 64 MB (goal: at most that); once with
-  the image file mapped throughout, once with its pages dropped after the bootloader step has
-  copied it into modelled RAM (the bootloader's buffer is not the kernel's memory).
+``python -m bench.bench_boot [--quick] [--profile] [--mb 130]`` prints the figures for one zstd
+image; ``python -m bench`` runs them for every image with the other benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
-import io
-import json
+import lzma
 import pstats
-import random
-import stat
 import statistics
-import subprocess
+import struct
 import sys
-import tempfile
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
+import lz4.block
 import zstandard
 
-from bootmem.initramfs.cpio import CpioWriter, Entry
+if __package__ in (None, ""):  # run as a script: python bench/bench_boot.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.images import ImageSpec, generate
+from bench.timing import run_python_child
 from bootmem.kernel.boot import Machine, boot
-from bootmem.mm import PAGE_SIZE
 
 MB = 1 << 20
-MTIME = 1_700_000_000
-MACHINE = Machine(ram_size=1 << 30)
+CHUNK = 1 << 20
 
 
-def _content(rng: random.Random, size: int) -> bytes:
-    """Bytes that compress about 2.5:1: runs of random bytes between runs of repeated text."""
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        n = min(left, rng.randint(512, 16 * 1024))
-        if rng.random() < 0.4:
-            parts.append(rng.randbytes(n))
-        else:
-            word = rng.randbytes(rng.randint(8, 64))
-            parts.append((word * (n // len(word) + 1))[:n])
-        left -= n
-    return b"".join(parts)
-
-
-def distro_image(files: int = 1_500, total: int = 130 * MB, seed: int = 7) -> tuple[bytes, int, int]:
-    """``(image, offset of the zstd member, unpacked bytes)`` of a distribution-shaped image."""
-    rng = random.Random(seed)
-    early = io.BytesIO()
-    with CpioWriter(early) as w:
-        for name in ("kernel", "kernel/x86", "kernel/x86/microcode"):
-            w.add(Entry(name, stat.S_IFDIR | 0o755, c_nlink=2, c_mtime=MTIME))
-        microcode = Entry("kernel/x86/microcode/GenuineIntel.bin", stat.S_IFREG | 0o644, c_mtime=MTIME)
-        w.add(microcode, rng.randbytes(96 << 10))
-    head = early.getvalue()
-    head += b"\0" * (-len(head) % 512)
-
-    weights = [rng.paretovariate(1.1) for _ in range(files)]
-    scale = total / sum(weights)
-    sizes = [int(w * scale) if i % 12 else 0 for i, w in enumerate(weights)]
-    sizes = [int(size * total / sum(sizes)) for size in sizes]  # the empty files leave the total
-    dirs = [f"usr/lib/modules/6.8.0/kernel/drivers/d{i:02d}" for i in range(40)]
-    dirs += ["usr/bin", "usr/sbin", "usr/lib/firmware", "etc/udev/rules.d", "usr/lib/x86_64-linux-gnu"]
-    main = io.BytesIO()
-    unpacked = 0
-    with CpioWriter(main) as w:
-        made: set[str] = set()
-        ino = 1
-        for d in dirs:
-            parts = d.split("/")
-            for i in range(1, len(parts) + 1):
-                sub = "/".join(parts[:i])
-                if sub not in made:
-                    made.add(sub)
-                    w.add(Entry(sub, stat.S_IFDIR | 0o755, c_ino=ino, c_nlink=2, c_mtime=MTIME))
-                    ino += 1
-        for i, size in enumerate(sizes):
-            name = f"{dirs[i % len(dirs)]}/file{i:04d}.{('ko', 'so', 'bin')[i % 3]}"
-            w.add(Entry(name, stat.S_IFREG | 0o644, c_ino=ino, c_mtime=MTIME), _content(rng, size))
-            unpacked += size
-            ino += 1
-        for i in range(60):
-            w.add(Entry(f"usr/bin/applet{i}", stat.S_IFLNK | 0o777, c_ino=ino, linkname="busybox"))
-            ino += 1
-    packed = zstandard.ZstdCompressor(level=3).compress(main.getvalue())
-    return head + packed, len(head), unpacked + len(head)
-
-
-def floor_seconds(member: bytes, out: bytearray) -> float:
-    """Decompress ``member`` with zstandard and copy every byte into ``out`` (already touched)."""
-    t0 = time.perf_counter()
+def _zstd_chunks(member: bytes) -> Iterator[bytes]:
     reader = zstandard.ZstdDecompressor().stream_reader(member)
+    while chunk := reader.read(CHUNK):
+        yield chunk
+
+
+def _stdlib_chunks(member: bytes, d: lzma.LZMADecompressor | zlib._Decompress) -> Iterator[bytes]:
+    for at in range(0, len(member), CHUNK):
+        yield d.decompress(member[at : at + CHUNK])
+
+
+def _lz4_legacy_chunks(member: bytes) -> Iterator[bytes]:
+    pos = 4  # the magic
+    while pos + 4 <= len(member):
+        (size,) = struct.unpack_from("<I", member, pos)
+        if size == 0:
+            break
+        yield lz4.block.decompress(member[pos + 4 : pos + 4 + size], uncompressed_size=8 << 20)
+        pos += 4 + size
+
+
+def floor_seconds(member: bytes, out: bytearray, compression: str = "zstd") -> float:
+    """Decompress ``member`` with the library bootmem uses for ``compression`` and copy every
+    byte into ``out`` (already touched, at least as large as the member's output)."""
+    t0 = time.perf_counter()
+    if compression == "zstd":
+        chunks = _zstd_chunks(member)
+    elif compression == "xz":
+        chunks = _stdlib_chunks(member, lzma.LZMADecompressor())
+    elif compression == "gzip":
+        chunks = _stdlib_chunks(member, zlib.decompressobj(31))
+    else:
+        chunks = _lz4_legacy_chunks(member)
     view = memoryview(out)
     pos = 0
-    while chunk := reader.read(1 << 20):
+    for chunk in chunks:
         view[pos : pos + len(chunk)] = chunk
         pos += len(chunk)
     return time.perf_counter() - t0
 
 
-def boot_seconds(image: bytes) -> float:
+def machine_for(unpacked: int, image_size: int) -> int:
+    """The smallest power-of-two RAM, at least 1 GiB, that an image fits: its unpacked bytes
+    within tmpfs's default half of RAM, with room for the initrd."""
+    ram = 1 << 30
+    while not fits(unpacked, image_size, ram):
+        ram <<= 1
+    return ram
+
+
+def fits(unpacked: int, image_size: int, ram: int) -> bool:
+    return 2 * (unpacked + image_size) + 64 * MB <= ram
+
+
+def boot_seconds(image: bytes, ram: int = 1 << 30) -> float:
+    """Seconds of one ``boot()`` of ``image`` on a machine of ``ram`` bytes (sync unpack)."""
     t0 = time.perf_counter()
-    report = boot(image, machine=MACHINE, cmdline="initramfs_async=0")
+    report = boot(image, machine=Machine(ram_size=ram), cmdline="initramfs_async=0")
     elapsed = time.perf_counter() - t0
     assert report.ok, report.log
     if report.allocator is not None:
@@ -124,79 +106,72 @@ def boot_seconds(image: bytes) -> float:
     return elapsed
 
 
-_RSS_CHILD = """
-import json, mmap, sys
+_BOOT_CHILD = """
+import mmap, sys, time
 from bootmem.kernel.boot import Machine, boot
-with open(sys.argv[1], "rb") as f:
+path, ram, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path, "rb") as f:
     image = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 def drop_source(pa):
-    # The bootloader's copy is in modelled RAM now; with sys.argv[2] == "drop" the file's
-    # pages leave this process, as a bootloader's buffer is not the kernel's memory.
-    if sys.argv[2] == "drop":
+    # The bootloader's copy is in modelled RAM now; with "drop" the file's pages leave this
+    # process, as a bootloader's buffer is not the kernel's memory.
+    if source == "drop":
         image.madvise(mmap.MADV_DONTNEED)
 
-report = boot(memoryview(image), machine=Machine(ram_size=1 << 30), cmdline="initramfs_async=0",
+t0 = time.perf_counter()
+report = boot(memoryview(image), machine=Machine(ram_size=ram), cmdline="initramfs_async=0",
               allocator_hook=drop_source)
-assert report.ok
-hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+seconds = time.perf_counter() - t0
+assert report.ok, report.log
 initrd = report.initrd
 pages = report.rootfs_pages + -(-(initrd.end - initrd.start) // 4096)
-print(json.dumps({"hwm_kb": hwm, "touched_pages": pages}))
+RESULT = {"seconds": seconds, "touched_bytes": pages * 4096}
 """
+
+
+def boot_in_fresh_process(path: Path, ram: int, source: str = "drop") -> dict[str, float]:
+    """One boot of the image at ``path`` on ``ram`` bytes in a new interpreter: its
+    ``seconds``, ``hwm_bytes`` (host peak RSS) and ``touched_bytes`` (modelled RAM used)."""
+    return run_python_child(_BOOT_CHILD, str(path), str(ram), source)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 7")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one boot")
+    parser.add_argument("--mb", type=float, default=130, help="unpacked size of the image (MB)")
     args = parser.parse_args()
     repeat = 3 if args.quick else 7
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        image, member_at, unpacked = distro_image()
-        path = Path(tmp) / "initrd.img"
-        path.write_bytes(image)
+    image = generate(ImageSpec(args.mb, "zstd"))
+    data = image.path.read_bytes()
+    member = data[image.member_offset :]
+    ram = machine_for(image.unpacked, len(data))
+    print(f"image: {len(data) / 1e6:.1f} MB, {image.unpacked / 1e6:.1f} MB unpacked, RAM {ram >> 20} MiB")
+    out = bytearray(b"\1" * (image.unpacked + 64 * MB))  # touched
+    floors, boots = [], []
+    for _ in range(repeat):
+        floors.append(floor_seconds(member, out))
+        boots.append(boot_seconds(data, ram))
+    floor, booted = statistics.median(floors), statistics.median(boots)
+    print(f"floor (zstandard + one copy)   {floor * 1000:8.1f} ms  (median of {repeat})")
+    print(f"boot()                         {booted * 1000:8.1f} ms  (median of {repeat})")
+    print(f"ratio                          {booted / floor:8.2f}x  (goal 1.3x)")
+    for source in ("keep", "drop"):
+        figures = boot_in_fresh_process(image.path, ram, source)
+        hwm, touched = figures["hwm_bytes"], figures["touched_bytes"]
+        goal = touched + 64 * MB
         print(
-            f"image: {len(image) / MB:.1f} MB, {unpacked / MB:.1f} MB unpacked "
-            f"(ratio {unpacked / len(image):.2f}), made in {time.perf_counter() - t0:.1f} s"
+            f"host peak RSS {hwm / MB:8.1f} MiB vs touched {touched / MB:.1f} MiB + 64 MiB "
+            f"({'ok' if hwm <= goal else 'over'}; image file {source})"
         )
-        member = image[member_at:]
-        out = bytearray(unpacked + MB)
-        out[:] = b"\1" * len(out)  # touched
-        floors, boots = [], []
-        for _ in range(repeat):
-            floors.append(floor_seconds(member, out))
-            boots.append(boot_seconds(image))
-        floor, booted = statistics.median(floors), statistics.median(boots)
-        print(f"floor (zstandard + one copy)   {floor * 1000:8.1f} ms  (median of {repeat})")
-        print(f"boot() on 1 GiB                {booted * 1000:8.1f} ms  (median of {repeat})")
-        print(f"ratio                          {booted / floor:8.2f}x  (goal 1.3x)")
-
-        for source in ("keep", "drop"):
-            child = subprocess.run(
-                [sys.executable, "-c", _RSS_CHILD, str(path), source],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            figures = json.loads(child.stdout)
-            hwm = figures["hwm_kb"] * 1024
-            touched = figures["touched_pages"] * PAGE_SIZE
-            goal = touched + 64 * MB
-            what = "image file mapped throughout" if source == "keep" else "image file dropped once loaded"
-            print(
-                f"host peak RSS {hwm / MB:8.1f} MB vs touched {touched / MB:.1f} MB + 64 MB "
-                f"= {goal / MB:.1f} MB ({'ok' if hwm <= goal else 'over'}; {what})"
-            )
-
-        if args.profile:
-            profile = cProfile.Profile()
-            profile.enable()
-            boot_seconds(image)
-            profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.enable()
+        boot_seconds(data, ram)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The benchmark runner's quick mode, end to end on a tiny image, so that it cannot rot.
+
+No timing is asserted: only that every section runs against the installed peers and that the
+document and the plot are written with every section in them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+
+def test_quick_run_writes_document_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for tool in ("bsdtar", "cpio", "zstd"):
+        require_tool(tool)
+    bench_main = pytest.importorskip("bench.__main__")
+    monkeypatch.setenv("BOOTMEM_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "docs"
+
+    assert bench_main.main(["--quick", "--sizes", "0.5", "--compressions", "zstd", "--out", str(out)]) == 0
+
+    doc = (out / "BENCHMARKS.md").read_text()
+    for heading in (
+        "## Goals",
+        "## Listing",
+        "## Extraction to disk",
+        "## Creation",
+        "## Boot against",
+        "## Scaling",
+        "## Allocator",
+    ):
+        assert heading in doc
+    assert "| 0.5 MB zstd |" in doc
+    assert (out / "bench-scaling.png").stat().st_size > 10_000
+    results = json.loads((tmp_path / "cache" / "results-quick.json").read_text())
+    assert {"bootmem ls", "bsdtar -tf", "cpio -t"} <= set(results["list"][0]["samples"])
+
+
+def test_render_from_saved_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench_main = pytest.importorskip("bench.__main__")
+    saved = tmp_path / "results.json"
+    samples = {"bootmem ls": [0.2, 0.3], "bsdtar -tf": [0.25, 0.2]}
+    saved.write_text(
+        json.dumps(
+            {
+                "meta": {
+                    "date": "2024-01-01 00:00 UTC",
+                    "command": "python -m bench",
+                    "machine": {},
+                    "tools": {},
+                },
+                "list": [{"title": "130 MB zstd", "samples": samples}],
+            }
+        )
+    )
+    assert bench_main.main(["--render", str(saved), "--out", str(tmp_path)]) == 0
+    doc = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| 130 MB zstd | 250 ms | 225 ms (1.11x) | bsdtar -tf within 1.2x: met |" in doc
