@@ -42,8 +42,8 @@ _NOTFOUND = (libfdt.NOTFOUND,)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class MemoryRange:
-    """RAM the device tree declares: bytes ``[start, end)`` from one ``/memory`` ``reg`` entry."""
+class _Range:
+    """Bytes ``[start, end)``, printed in hex."""
 
     start: int
     end: int
@@ -54,23 +54,20 @@ class MemoryRange:
         return self.end - self.start
 
     def __repr__(self) -> str:
-        return f"MemoryRange({self.start:#x}, {self.end:#x})"
+        return f"{type(self).__name__}({self.start:#x}, {self.end:#x})"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class InitrdRange:
-    """Where the bootloader put the initrd: bytes ``[start, end)``, from ``/chosen``."""
+class MemoryRange(_Range):
+    """RAM the device tree declares: bytes ``[start, end)`` from one ``/memory`` ``reg`` entry."""
 
-    start: int
-    end: int
 
-    @property
-    def size(self) -> int:
-        """Bytes of the image; 0 when start equals end (Linux then has no initrd)."""
-        return self.end - self.start
+@dataclass(frozen=True, slots=True, repr=False)
+class InitrdRange(_Range):
+    """Where the bootloader put the initrd: bytes ``[start, end)``, from ``/chosen``.
 
-    def __repr__(self) -> str:
-        return f"InitrdRange({self.start:#x}, {self.end:#x})"
+    ``size`` is 0 when start equals end: Linux then has no initrd.
+    """
 
 
 @dataclass(frozen=True, slots=True, repr=False)
