@@ -425,8 +425,11 @@ class PageAllocator:
                 self._fail_countdown = countdown - count if countdown > count else 0
             # The hot cache first, as alloc(0) would, then whole blocks from the buddy lists.
             pcp = self._pcp
-            taken = [(pcp.pop(), 0) for _ in range(min(want, len(pcp)))]
-            taken += self._buddy.alloc_pages(want - len(taken))
+            if pcp:
+                taken = [(pcp.pop(), 0) for _ in range(min(want, len(pcp)))]
+                taken += self._buddy.alloc_pages(want - len(taken))
+            else:
+                taken = self._buddy.alloc_pages(want)
             runs: list[tuple[int, int]] = []
             got = 0
             for pfn, order in taken:
