@@ -860,3 +860,15 @@ def test_populating_while_another_thread_allocates(fs: Tmpfs, pa: PageAllocator)
         assert fs.read(path) == data
     assert rootfs_pages(pa) == fs.used_pages == sum(pages_for(len(d)) for d in files.values())
     pa.check_invariants()
+
+
+def test_open_file_owner_mode_and_mtime(fs: Tmpfs) -> None:
+    # fchown, fchmod and futimens on the open file, as the unpacker applies them.
+    with fs.create("/f", 0o600, uid=1, gid=2) as out:
+        out.chown(7, 8)
+        out.chmod(0o4755)
+        out.write(b"data")
+        out.utime(123)
+    st = fs.stat("/f")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime) == (7, 8, 0o4755, 123)
+    assert stat.S_ISREG(st.st_mode)

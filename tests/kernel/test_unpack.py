@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bootmem.fs.tmpfs import OpenFile
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, Entry
 from bootmem.initramfs.create import create_image
 from bootmem.kernel import unpack
@@ -136,16 +137,22 @@ def test_hardlinks_reset_at_trailer(compressed: bool) -> None:
     assert fs.lookup("/a").nlink == fs.lookup("/b").nlink == 1
 
 
-def test_directory_mtimes_are_set_after_every_other_entry() -> None:
+def test_directory_mtimes_are_set_after_every_other_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     fs = fresh_fs()
     calls: list[str] = []
     original = fs.utime
+    original_futime = OpenFile.utime
 
     def utime(path: str, mtime: int, **kwargs: bool) -> None:
         calls.append(fs.lookup(path, follow_symlinks=False).kind)
         original(path, mtime, **kwargs)
 
+    def futime(self: OpenFile, mtime: int) -> None:  # a regular file's, through the open file
+        calls.append(self.inode.kind)
+        original_futime(self, mtime)
+
     fs.utime = utime  # type: ignore[method-assign]
+    monkeypatch.setattr(OpenFile, "utime", futime)
     image = archive(d("top", c_mtime=111), d("top/sub", c_mtime=222), f("top/sub/file", b"x", c_mtime=333))
     assert unpack_to_rootfs(image, fs).error is None
     assert calls == ["f", "d", "d"]

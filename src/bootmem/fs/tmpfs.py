@@ -211,6 +211,21 @@ class OpenFile:
                 raise error
             return len(view)
 
+    def chown(self, uid: int, gid: int) -> None:
+        """Set the open file's owner and group (``fchown``)."""
+        with self._fs._lock:
+            self.inode.uid, self.inode.gid = uid, gid
+
+    def chmod(self, mode: int) -> None:
+        """Set the open file's permission bits, ``mode & 0o7777`` (``fchmod``)."""
+        with self._fs._lock:
+            self.inode.mode = stat.S_IFMT(self.inode.mode) | stat.S_IMODE(mode)
+
+    def utime(self, mtime: int) -> None:
+        """Set the open file's modification time in seconds (``futimens``)."""
+        with self._fs._lock:
+            self.inode.mtime = mtime
+
     def seek(self, position: int) -> int:
         """Move to byte ``position`` (absolute, not negative); return it."""
         if position < 0:

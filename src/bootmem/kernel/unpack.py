@@ -172,11 +172,14 @@ class _Unpacker:
         with out:
             # do_name: vfs_fchown and vfs_fchmod on every opened file, so an existing file
             # rewritten by a later segment takes that entry's owner and mode too.
-            self._quietly(self.fs.chown, path, entry.c_uid, entry.c_gid)
-            self._quietly(self.fs.chmod, path, entry.c_mode)
-            for chunk in reader.iter_data():
-                out.write(chunk)  # TmpfsNoSpaceError: "write error", raised to the caller
-        self._utime(path, entry.c_mtime)
+            out.chown(entry.c_uid, entry.c_gid)
+            out.chmod(entry.c_mode)
+            try:
+                for chunk in reader.iter_data():
+                    out.write(chunk)  # TmpfsNoSpaceError: "write error", raised to the caller
+            finally:
+                # do_copy: do_utime_path() on the open file, after a short write too.
+                out.utime(entry.c_mtime)
 
     def _maybe_link(self, entry: Entry, path: str) -> int:
         """``maybe_link``: 1 when linked to an earlier entry, 0 when not a known link, -1 on failure."""
