@@ -94,3 +94,27 @@ def test_reservation_names() -> None:
     assert reservation_owner("initrd (partial page)") == "initrd"
     assert reservation_owner("memreserve") == "firmware"
     assert reservation_owner("(no RAM)") is None
+
+
+def test_map_blocks_follow_pages_freed_from_a_bulk_run() -> None:
+    # The second segment rewrites /big with less data: O_TRUNC frees pages one at a time out of
+    # the run the first write allocated in one go; the map must show only the pages still held.
+    import io
+
+    from bootmem.initramfs.cpio import CpioWriter, Entry
+
+    def segment(data: bytes) -> bytes:
+        out = io.BytesIO()
+        with CpioWriter(out) as w:
+            w.add(Entry("big", 0o100644, c_ino=1), data)
+        return out.getvalue()
+
+    image = segment(bytes(range(256)) * 160) + segment(b"small")
+    report, timeline = record_boot(image, machine=Machine(ram_size=64 << 20), no_builtin=True)
+    assert report.ok and report.allocator is not None
+    after = timeline.snapshots[-1]
+    held = {}
+    for pfn, pages, owner in after.blocks:
+        held[owner] = held.get(owner, 0) + pages
+        assert pages > 0, (pfn, pages)
+    assert held == {"rootfs": report.rootfs_pages} == {"rootfs": 1}

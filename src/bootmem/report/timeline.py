@@ -133,7 +133,7 @@ class TimelineRecorder:
         if op == "alloc":
             self._blocks[event.pfn] = (pages, owner or "other")
         elif op == "free":
-            self._blocks.pop(event.pfn, None)
+            self._forget(event.pfn, pages)
         key = f"{op} {owner or 'no RAM'}"
         sample = (event.time, key, tuple(self._counts), self._hole)
         raw = self._raw
@@ -141,6 +141,24 @@ class TimelineRecorder:
             raw[-1] = sample
         else:
             raw.append(sample)
+
+    def _forget(self, pfn: int, pages: int) -> None:
+        """Drop pages ``[pfn, pfn + pages)`` from the allocated runs.
+
+        ``alloc_bulk`` reports a run of pages as one event but each page is freed on its own,
+        so a free may take the middle of a run: what is left on either side stays.
+        """
+        if self._blocks.get(pfn, (0,))[0] == pages:
+            del self._blocks[pfn]
+            return
+        for head, (length, owner) in self._blocks.items():  # rare: a rewrite or truncate in boot
+            if head <= pfn and pfn + pages <= head + length:
+                del self._blocks[head]
+                if pfn > head:
+                    self._blocks[head] = (pfn - head, owner)
+                if pfn + pages < head + length:
+                    self._blocks[pfn + pages] = (head + length - pfn - pages, owner)
+                return
 
     def attach(self, allocator: PageAllocator) -> None:
         """Remember ``allocator`` and its reserved regions (the map before the release)."""
