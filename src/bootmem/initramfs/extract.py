@@ -60,12 +60,13 @@ class DataReader(Protocol):
 
 
 def relative_name(name: str) -> str:
-    """``name`` as a path relative to the root: leading ``/`` and ``./`` dropped, ``.`` for the root.
+    """``name`` as a path relative to the root: leading ``/`` and ``./`` and trailing ``/`` dropped,
+    ``.`` for the root.
 
-    Only the textual prefix is removed; ``..`` components are kept for the caller to judge.
+    Only that text is removed; ``..`` components are kept for the caller to judge.
 
     >>> relative_name("/./usr//bin/")
-    'usr//bin/'
+    'usr//bin'
     >>> relative_name("./")
     '.'
     """
