@@ -248,6 +248,19 @@ class _Source:
         self.position += len(out)
         return out
 
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes, fewer when that is what is at hand: the look-ahead if it holds any,
+        else one read of the stream.  ``b""`` only at the end of the stream.  Nothing is joined."""
+        avail = len(self._buf) - self._pos
+        if avail:
+            take = min(avail, n)
+            out = self._buf[self._pos : self._pos + take]
+            self._pos += take
+        else:
+            out = self._stream.read(n)
+        self.position += len(out)
+        return out
+
     def _read_fully(self, n: int) -> bytes:
         first = self._stream.read(n)
         if len(first) in (0, n):
@@ -480,10 +493,12 @@ class CpioReader:
         return entry
 
     def iter_data(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The current entry's data not yet taken, in chunks of at most ``chunk_size`` bytes."""
+        """The current entry's data not yet taken, in chunks of at most ``chunk_size`` bytes
+        (as the stream hands them out: a chunk may be shorter than the data left)."""
         entry = self._current
+        read_some = self._src.read_some
         while self._pending:
-            chunk = self._src.read(min(chunk_size, self._pending))
+            chunk = read_some(min(chunk_size, self._pending))
             if not chunk:
                 assert entry is not None
                 raise CpioError(
