@@ -584,6 +584,20 @@ def test_exists(fs: Tmpfs) -> None:
     assert not fs.exists("/dangling") and fs.exists("/dangling", follow_symlinks=False)
 
 
+def test_find(fs: Tmpfs) -> None:
+    fs.mkdir("/d", 0o755)
+    fs.mknod("/d/f", S_IFREG)
+    fs.symlink("f", "/d/link")
+    fs.symlink("loop", "/loop")
+    assert fs.find("/d/f") is fs.lookup("/d/f")
+    assert fs.find("/d/g") is None and fs.find("/e/g") is None and fs.find("/d/f/x") is None
+    assert fs.find("/d/link") is fs.lookup("/d/f")
+    assert fs.find("/d/link", follow_symlinks=False) is fs.lookup("/d/link", follow_symlinks=False)
+    with pytest.raises(TmpfsError) as caught:
+        fs.find("/loop")
+    assert caught.value.errno == errno.ELOOP
+
+
 # --- the size limit and the allocator running dry ------------------------------------------
 
 

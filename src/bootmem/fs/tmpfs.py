@@ -507,15 +507,20 @@ class Tmpfs:
         with self._lock:
             return self._resolve(path, follow_final=follow_symlinks)
 
+    def find(self, path: str, *, follow_symlinks: bool = True) -> Inode | None:
+        """The inode :meth:`lookup` would return, or ``None`` where it raises ``ENOENT`` or
+        ``ENOTDIR``; other errors (``ELOOP``) are raised."""
+        with self._lock:
+            try:
+                return self._find(path, follow_final=follow_symlinks)
+            except TmpfsError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    return None
+                raise
+
     def exists(self, path: str, *, follow_symlinks: bool = True) -> bool:
         """Whether :meth:`lookup` would find something (False for ``ENOENT`` and ``ENOTDIR``)."""
-        try:
-            self.lookup(path, follow_symlinks=follow_symlinks)
-        except TmpfsError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return False
-            raise
-        return True
+        return self.find(path, follow_symlinks=follow_symlinks) is not None
 
     def stat(self, path: str, *, follow_symlinks: bool = True) -> Stat:
         """A :class:`Stat` snapshot of ``path`` (``follow_symlinks=False`` is ``lstat``)."""
@@ -618,6 +623,14 @@ class Tmpfs:
     def _resolve(self, path: str, *, follow_final: bool) -> Inode:
         """The inode at ``path``.  Symlinks before the last component are always followed, the
         last one when ``follow_final`` or when a ``/`` follows it (as ``path_lookupat``)."""
+        inode = self._find(path, follow_final=follow_final)
+        if inode is None:
+            raise _error(errno.ENOENT, path)
+        return inode
+
+    def _find(self, path: str, *, follow_final: bool) -> Inode | None:
+        """:meth:`_resolve`, but ``None`` when the last component is missing from a directory
+        that exists (the common miss, with no exception to make)."""
         head, _, name = path.rpartition("/")
         if name and name != "." and name != "..":
             parent = self._dirs.get(head)
@@ -633,9 +646,7 @@ class Tmpfs:
                 self._dirs[head] = parent
             assert parent.entries is not None
             child = parent.entries.get(name)
-            if child is None:
-                raise _error(errno.ENOENT, path)
-            if child.target is None or not follow_final:
+            if child is None or child.target is None or not follow_final:
                 return child
         return self._walk(path, follow_final=follow_final)
 

@@ -195,10 +195,10 @@ class _Unpacker:
     def _clean(self, path: str, fmode: int) -> None:
         """``clean_path``: remove what is at ``path`` when its type differs from ``fmode``'s."""
         try:
-            st = self.fs.lookup(path, follow_symlinks=False)
+            st = self.fs.find(path, follow_symlinks=False)
         except TmpfsError:
             return
-        if stat.S_IFMT(st.mode) != fmode:
+        if st is not None and stat.S_IFMT(st.mode) != fmode:
             remove = self.fs.rmdir if st.is_dir else self.fs.unlink
             self._quietly(remove, path)
 
