@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import random
 import stat
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootmem.errors import UsageError
+import bootmem.initramfs.compress
+import bootmem.initramfs.create
+from bootmem.errors import CompressionError, CpioError, UsageError
+from bootmem.initramfs.compress import COMPRESSIONS, compress, open_compressor
 from bootmem.initramfs.cpio import CpioReader, Entry
 from bootmem.initramfs.create import create_image, parse_compression, parse_manifest
 from bootmem.initramfs.extract import extractall
 from tests.conftest import require_tool
+from tests.initramfs.corpus import _content
 from tests.initramfs.test_extract import tree_of
 
 
@@ -253,3 +261,139 @@ def test_create_then_extract_is_the_same_tree(
     create_image(base / "img", root=root, format=fmt)  # type: ignore[arg-type]
     extractall(base / "img", base / "out", filter="fully_trusted")
     assert tree_of(base / "out") == tree_of(root)
+
+
+# --- the compressing thread -------------------------------------------------------------------
+
+ODD_CHUNK = 4099  # buffer boundaries inside headers, names and data alike
+
+
+@pytest.fixture
+def wide_tree(tmp_path: Path) -> Path:
+    """Small files, symlinks and one file of more than a default buffer (1 MiB), then ``zz/late``."""
+    rng = random.Random(11)
+    root = tmp_path / "wide"
+    for d in range(4):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(12):
+            (root / f"d{d}" / f"f{i}").write_bytes(_content(rng, rng.randint(0, 20_000)))
+        os.symlink(f"f{d}", root / f"d{d}" / "link")
+    (root / "big").write_bytes(_content(rng, 1_300_000))
+    (root / "zz").mkdir()
+    (root / "zz" / "late").write_bytes(_content(rng, 30_000))
+    for path in root.rglob("*"):
+        os.utime(path, (2_000_000_000, 2_000_000_000), follow_symlinks=False)
+    return root
+
+
+@pytest.mark.parametrize("chunk", [None, ODD_CHUNK], ids=["chunk-default", "chunk-odd"])
+@pytest.mark.parametrize("name", COMPRESSIONS)
+def test_output_is_the_whole_archive_compressed_in_one_go(
+    wide_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int | None
+) -> None:
+    if name == "lzo":
+        pytest.importorskip("lzo")
+    if chunk is not None:
+        monkeypatch.setattr(bootmem.initramfs.create, "CHUNK", chunk)
+    raw = io.BytesIO()
+    create_image(raw, root=wide_tree)
+    written = create_image(tmp_path / "img", root=wide_tree, compression=name)
+    image = (tmp_path / "img").read_bytes()
+    assert image == compress(raw.getvalue(), name) and written == len(image)
+
+
+def _vanish(path: Path) -> None:
+    path.unlink()
+
+
+def _shrink(path: Path) -> None:
+    os.truncate(path, 100)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+@pytest.mark.parametrize(
+    ("change", "error"), [(_vanish, FileNotFoundError), (_shrink, CpioError)], ids=["vanished", "shrunk"]
+)
+def test_file_changed_after_the_scan_removes_the_partial_image(
+    wide_tree: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compression: str,
+    change: Any,
+    error: type[Exception],
+) -> None:
+    scan = bootmem.initramfs.create.scan_directory
+
+    def scan_then_change(root: str) -> list[Any]:
+        sources = scan(root)
+        change(wide_tree / "zz" / "late")  # the last file: many buffers are out by then
+        return sources
+
+    monkeypatch.setattr(bootmem.initramfs.create, "scan_directory", scan_then_change)
+    monkeypatch.setattr(bootmem.initramfs.create, "CHUNK", ODD_CHUNK)
+    threads = threading.active_count()
+    with pytest.raises(error, match="late"):
+        create_image(tmp_path / "img", root=wide_tree, compression=compression)
+    assert not (tmp_path / "img").exists()
+    assert threading.active_count() == threads
+
+
+class _FailingCompressor:
+    """zstd that raises ``error`` on its third ``compress``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._inner = open_compressor("zstd")
+        self._error = error
+        self._calls = 0
+
+    def compress(self, data: bytes | memoryview, /) -> bytes:
+        self._calls += 1
+        if self._calls == 3:
+            raise self._error
+        return self._inner.compress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush()
+
+
+@pytest.mark.parametrize("error", [CompressionError("codec failed"), MemoryError()], ids=repr)
+def test_compressor_error_reaches_the_caller_unchanged(
+    wide_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    def failing(name: str, level: int | None = None) -> _FailingCompressor:
+        return _FailingCompressor(error)
+
+    monkeypatch.setattr(bootmem.initramfs.compress, "open_compressor", failing)
+    monkeypatch.setattr(bootmem.initramfs.create, "CHUNK", ODD_CHUNK)
+    threads = threading.active_count()
+    with pytest.raises(type(error)) as raised:
+        create_image(tmp_path / "img", root=wide_tree, compression="zstd")
+    assert raised.value is error
+    assert not (tmp_path / "img").exists()
+    assert threading.active_count() == threads
+
+
+class _FullDisk(io.RawIOBase):
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return len(data)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_write_error_reaches_the_caller(
+    wide_tree: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
+    monkeypatch.setattr(bootmem.initramfs.create, "CHUNK", ODD_CHUNK)
+    threads = threading.active_count()
+    with pytest.raises(OSError) as raised:
+        create_image(_FullDisk(50_000), root=wide_tree, compression=compression)  # type: ignore[arg-type]
+    assert raised.value.errno == errno.ENOSPC
+    assert threading.active_count() == threads

@@ -6,13 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
-from bootmem.initramfs.diff import Change, diff_images
 from bootmem.initramfs.extract import FILTERS
+
+if TYPE_CHECKING:
+    from bootmem.initramfs.diff import Change
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -152,6 +154,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from bootmem.initramfs.diff import diff_images
+
     try:
         result = diff_images(args.image_a, args.image_b)
     except (BootmemError, OSError) as exc:

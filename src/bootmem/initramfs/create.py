@@ -3,7 +3,8 @@
 An image is written as a stream: an optional uncompressed *early* segment (one newc/crc
 archive per early directory, as distributions prepend CPU microcode), then the main archive,
 raw or compressed with any compression of :mod:`bootmem.initramfs.compress`.  Nothing is built
-in memory beyond one chunk of a file's data.
+in memory beyond a few buffers of :data:`CHUNK` bytes, filled from the files while a thread
+compresses the previous ones.
 
 Reproducibility: entries come in bytewise-sorted order of their names, inode numbers are
 assigned in that order from 1 (a hardlink group shares its first member's), ``c_devmajor`` and
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol
@@ -36,6 +39,7 @@ from bootmem.initramfs.cpio import (
 )
 
 CHUNK = 1 << 20
+_BUFFERS = 3  # of CHUNK bytes: one filling, one waiting, one being compressed
 _NUL4 = b"\0\0\0\0"
 
 
@@ -262,43 +266,113 @@ class _Writable(Protocol):
 
 
 class _Sink:
-    """Buffers small writes into chunks for the compressor (or the file), counting bytes out."""
+    """The archive's bytes packed into :data:`CHUNK`-sized buffers, each full buffer handed to a
+    thread that compresses it while the next one fills (zlib, bz2, lzma, zstandard and lz4
+    release the GIL while they compress); the archiving thread writes what comes back to ``out``,
+    in order.  Without a compressor the bytes go out as they are.
+
+    The uncompressed stream, and so the output, does not depend on where it is cut into buffers:
+    the same bytes as compressing the whole archive in one call.  At most :data:`_BUFFERS`
+    buffers exist, whatever the speed of either side.  Use as a context manager: leaving it
+    normally writes the rest and the compressor's tail; leaving it by an exception stops the
+    thread and drops what was not written.  An exception in the thread (a codec error, a
+    :class:`MemoryError`) is raised again, the same object, by the next call into the sink.
+    """
 
     def __init__(self, out: _Writable, compressor: Any | None) -> None:
         self._out = out
         self._comp = compressor
-        self._buf = bytearray()
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        for _ in range(_BUFFERS - 1):
+            self._free.put(memoryview(bytearray(CHUNK)))
+        self._view = memoryview(bytearray(CHUNK))  # the buffer being filled, up to _fill
+        self._fill = 0
+        self._error: BaseException | None = None
+        self._dropping = False
         self.position = 0  # uncompressed bytes accepted
+        self._thread = threading.Thread(target=self._run, name="bootmem-compress", daemon=True)
+        self._thread.start()
 
-    def write(self, data: bytes | memoryview) -> None:
-        self.position += len(data)
-        if len(data) >= CHUNK:
-            self._drain()
-            self._emit(data)
-            return
-        self._buf += data
-        if len(self._buf) >= CHUNK:
-            self._drain()
+    def __enter__(self) -> _Sink:
+        return self
 
-    def _drain(self) -> None:
-        if self._buf:
-            self._emit(bytes(self._buf))
-            self._buf.clear()
-
-    def _emit(self, data: bytes | memoryview) -> None:
-        if self._comp is None:
-            self._out.write(data)
-        else:
-            out = self._comp.compress(data)
-            if out:
-                self._out.write(out)
-
-    def close(self) -> None:
-        self._drain()
-        if self._comp is not None:
-            tail = self._comp.flush()
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if kind is not None:
+            self._dropping = True
+        elif self._fill:
+            self._full.put((self._view, self._fill))
+        self._full.put(None)
+        self._thread.join()
+        if kind is None:
+            self._check()
+            self._write_done()
+            tail = self._comp.flush() if self._comp is not None else b""
             if tail:
                 self._out.write(tail)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data`` (copied: the caller may reuse it)."""
+        self.position += len(data)
+        done = 0
+        while done < len(data):
+            n = min(CHUNK - self._fill, len(data) - done)
+            self._view[self._fill : self._fill + n] = data[done : done + n]
+            self._fill += n
+            done += n
+            if self._fill == CHUNK:
+                self._hand_over()
+
+    def write_file(self, path: str, size: int) -> None:
+        """Append exactly ``size`` bytes of the file at ``path``, read straight into the buffers;
+        :class:`CpioError` if it has fewer by now."""
+        left = size
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            while left:
+                n = os.readv(fd, [self._view[self._fill : self._fill + min(CHUNK - self._fill, left)]])
+                if not n:
+                    raise CpioError(f"{path!r} shrank while being archived: {left} of {size} bytes missing")
+                self._fill += n
+                self.position += n
+                left -= n
+                if self._fill == CHUNK:
+                    self._hand_over()
+        finally:
+            os.close(fd)
+
+    def _hand_over(self) -> None:
+        self._check()
+        self._full.put((self._view, self._fill))
+        self._view = self._free.get()
+        self._fill = 0
+        self._write_done()
+
+    def _write_done(self) -> None:
+        """Write what the thread has compressed so far (here, off the thread's critical path)."""
+        while True:
+            try:
+                out = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._out.write(out)
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._full.get()) is not None:
+            view, n = item
+            if self._error is None and not self._dropping:
+                try:
+                    out = bytes(view[:n]) if self._comp is None else self._comp.compress(view[:n])
+                    if out:
+                        self._done.put(out)
+                except BaseException as exc:  # raised again in the archiving thread
+                    self._error = exc
+            self._free.put(view)
 
 
 def write_archive(sink: _Sink, sources: Iterable[Source], format: Format) -> None:
@@ -327,7 +401,7 @@ def _write_entry(sink: _Sink, src: Source, format: Format) -> None:
     header = pack_header(entry, namesize=len(name), filesize=size, check=check)
     sink.write(header + name + _NUL4[: pad4(HEADER_SIZE + len(name))])
     if src.path is not None and size:
-        _copy_file(sink, src.path, size)
+        sink.write_file(src.path, size)
         sink.write(_NUL4[: pad4(size)])
 
 
@@ -357,11 +431,6 @@ def _sum_file(path: str, size: int) -> int:
     for chunk in _chunks(path, size):
         total = data_checksum(chunk, total)
     return total
-
-
-def _copy_file(sink: _Sink, path: str, size: int) -> None:
-    for chunk in _chunks(path, size):
-        sink.write(chunk)
 
 
 def parse_compression(spec: str, level: int | None = None) -> tuple[str, int | None]:
@@ -438,13 +507,11 @@ def _write_image(
 ) -> int:
     counter = _Counting(out)
     for archive in early:
-        raw = _Sink(counter, None)
-        write_archive(raw, archive, format)
-        raw.close()
+        with _Sink(counter, None) as raw:
+            write_archive(raw, archive, format)
         counter.write(_NUL4[: pad4(counter.position)])
-    sink = _Sink(counter, compressor)
-    write_archive(sink, sources, format)
-    sink.close()
+    with _Sink(counter, compressor) as sink:
+        write_archive(sink, sources, format)
     return counter.position
 
 
