@@ -263,7 +263,8 @@ def print_tables(results: dict[str, Any]) -> None:
 
 
 PEERS = """Every contender runs as a fresh process (`sh -c`, output to /dev/null); bootmem as
-`python -m bootmem`, so its figures include the interpreter's start (about 20 ms) and imports.
+`python -m bootmem`, so its figures include the interpreter's start (about 20 ms) and imports;
+bootmem's modules are byte-compiled before the first run, as `pip install` leaves them.
 
 - `bootmem ls`, `bootmem extract`, `lsinitramfs` and `unmkinitramfs` are given the whole image
   (early segment, padding, compressed main member) and find the segments themselves.
