@@ -146,9 +146,24 @@ def test_lz4_frames_are_read_but_not_by_the_kernel_model() -> None:
         bootmem.initramfs.open(data, strict=False).getmembers()
 
 
-def test_unaligned_raw_archive_is_invalid_magic() -> None:
-    data = EARLY + b"\0\0" + archive(reg("x"))  # len(EARLY) is a multiple of 4: +2 is unaligned
-    with pytest.raises(CompressionError, match=rf"invalid magic .* at offset {len(EARLY) + 2:#x}"):
+@pytest.mark.parametrize("follows", ["none", "gzip"])
+def test_unaligned_bytes_after_a_raw_archive_are_broken_padding(follows: str) -> None:
+    # init/initramfs.c do_reset(): the NULs after a raw archive's trailer must end 4-aligned,
+    # whatever comes next.  len(EARLY) is a multiple of 4: +2 is unaligned.
+    nxt = archive(reg("x")) if follows == "none" else compress(MAIN, "gzip")
+    data = EARLY + b"\0\0" + nxt
+    with pytest.raises(CpioError, match=rf"^broken padding at offset {len(EARLY) + 2:#x}"):
+        bootmem.initramfs.open(data).getmembers()
+    assert [s.compression for s in bootmem.initramfs.open(EARLY + b"\0" * 4 + nxt).segments] == [
+        "none",
+        follows,
+    ]
+
+
+def test_unaligned_raw_archive_after_a_member_is_invalid_magic() -> None:
+    member = compress(MAIN, "gzip")
+    data = member + b"\0" * (-len(member) % 4 + 2) + archive(reg("x"))
+    with pytest.raises(CompressionError, match=r"invalid magic at start of compressed archive"):
         bootmem.initramfs.open(data).getmembers()
 
 

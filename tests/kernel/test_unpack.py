@@ -350,3 +350,11 @@ def test_a_compressed_member_cut_short_is_an_error() -> None:
     result = unpack_to_rootfs(image[: len(image) - 8], fresh_fs())
     assert result.error is not None
     assert result.error.message in ("decompressor failed", "junk at the end of compressed archive")
+
+
+def test_broken_padding_after_a_raw_archive() -> None:
+    # do_reset(): NULs after a raw archive that leave the next byte unaligned.
+    first = archive(f("a", b"first"))
+    result = unpack_to_rootfs(first + b"\0\0" + archive(f("b", b"second")), fs := fresh_fs())
+    assert result.error is not None and result.error.message == "broken padding"
+    assert fs.read("/a") == b"first" and not fs.exists("/b")

@@ -251,10 +251,19 @@ class Image:
         size = image.size
         budget = Budget(self.max_decompressed)
         pos = 0
+        raw_end: int | None = None  # where the raw archive just read ended, if the last was raw
         while True:
             pos = self._skip_nuls(pos)
             if pos >= size:
                 return
+            if raw_end is not None and pos & 3:
+                # init/initramfs.c do_reset(): after a raw archive's trailer, the NULs must bring
+                # whatever follows to a 4-byte boundary.
+                raise CpioError(
+                    f"broken padding at offset {pos:#x}: {pos - raw_end} NUL bytes after the archive "
+                    f"that ends at {raw_end:#x} (a multiple of 4 is needed)"
+                )
+            raw_end = None
             index = len(segments)
             head = bytes(image.read_at(pos, 8))
             formats: set[str] = set()
@@ -269,7 +278,7 @@ class Image:
                 for entry in reader:
                     formats.add(entry.format)
                     yield entry, reader
-                end = pos + reader.position
+                end = raw_end = pos + reader.position
                 segments.append(
                     Segment(
                         index,
