@@ -8,19 +8,19 @@ out so that a bug cannot reach the host, and its write checks are the same code.
 or a refused member must raise a :class:`~bootmem.errors.BootmemError`; anything else is a
 crash.
 
-    python fuzz/fuzz_extract.py -atheris_runs=100000 -max_len=8192 fuzz/corpus/extract
+    python -m fuzz.fuzz_extract -atheris_runs=100000 -max_len=8192 fuzz/corpus/extract
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 import bootmem.initramfs
 from bootmem.errors import BootmemError
 from bootmem.initramfs.extract import extractall
+from fuzz.harness import fuzz
 
 MAX_LEN = 8192
 MAX_DECOMPRESSED = 1 << 20
@@ -72,11 +72,7 @@ def _remove(parent: str) -> None:
 
 
 def main() -> None:
-    import atheris
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput)
 
 
 if __name__ == "__main__":

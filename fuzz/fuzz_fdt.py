@@ -10,18 +10,18 @@ Each accessor is called on its own: a malformed ``/chosen`` must not hide ``/mem
 accessor raising :class:`~bootmem.errors.FdtError` does not stop the others.  Any exception
 that is not a :class:`~bootmem.errors.BootmemError` is a crash.
 
-    python fuzz/fuzz_fdt.py -atheris_runs=300000 -max_len=4096 fuzz/corpus/fdt
+    python -m fuzz.fuzz_fdt -atheris_runs=300000 -max_len=4096 fuzz/corpus/fdt
 """
 
 from __future__ import annotations
 
 import struct
-import sys
 
 import libfdt
 
 from bootmem.errors import BootmemError
 from bootmem.fdt import DeviceTree
+from fuzz.harness import fuzz
 
 MAX_LEN = 4096
 ACCESSORS = ("totalsize", "memory", "initrd", "bootargs", "memreserve", "reserved_memory")
@@ -100,11 +100,7 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main() -> None:
-    import atheris
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput)
 
 
 if __name__ == "__main__":

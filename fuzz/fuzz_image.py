@@ -6,15 +6,14 @@ checking that it is ``c_filesize`` bytes (a symlink's is its target), then check
 segments it reports (in order, disjoint, inside the image).  Bad input must raise a
 :class:`~bootmem.errors.BootmemError`; any other exception is a crash.
 
-    python fuzz/fuzz_image.py -atheris_runs=300000 -max_len=16384 fuzz/corpus/image
+    python -m fuzz.fuzz_image -atheris_runs=300000 -max_len=16384 fuzz/corpus/image
 """
 
 from __future__ import annotations
 
-import sys
-
 import bootmem.initramfs
 from bootmem.errors import BootmemError
+from fuzz.harness import fuzz
 
 #: Cap on decompressed bytes per input: big enough for every seed, small enough to stay fast.
 MAX_DECOMPRESSED = 4 << 20
@@ -44,11 +43,7 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main() -> None:
-    import atheris
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput)
 
 
 if __name__ == "__main__":

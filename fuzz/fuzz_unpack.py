@@ -6,17 +6,16 @@ pages the allocator says are allocated must be the tmpfs's pages and nothing els
 holding ``ceil(size / PAGE_SIZE)`` of them), and removing the whole tree must give every page
 back.
 
-    python fuzz/fuzz_unpack.py -atheris_runs=300000 -max_len=16384 fuzz/corpus/unpack
+    python -m fuzz.fuzz_unpack -atheris_runs=300000 -max_len=16384 fuzz/corpus/unpack
 """
 
 from __future__ import annotations
-
-import sys
 
 from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel.unpack import unpack_to_rootfs
 from bootmem.mm import PageAllocator
 from bootmem.units import PAGE_SIZE
+from fuzz.harness import fuzz
 
 MAX_LEN = 16384
 RAM_BASE = 0x4000_0000
@@ -48,11 +47,7 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main() -> None:
-    import atheris
-
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput)
 
 
 if __name__ == "__main__":

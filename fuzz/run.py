@@ -3,7 +3,7 @@
     python -m fuzz.run --seconds 600                # every target, 600 s each
     python -m fuzz.run --runs 300000 image unpack   # a fixed number of executions
 
-Each target runs as ``python fuzz/fuzz_<target>.py`` (libFuzzer via atheris) on the corpus
+Each target runs as ``python -m fuzz.fuzz_<target>`` (libFuzzer via atheris) on the corpus
 ``fuzz/corpus/<target>`` (seeded by :mod:`fuzz.seeds` when missing), with the target's
 ``-max_len``, a per-input timeout, crash artifacts in ``fuzz/artifacts/<target>/`` and the
 log in ``fuzz/logs/<target>-<time>.log``.  At the end it prints the executions per target
@@ -55,7 +55,8 @@ def run_target(target: str, *, seconds: int | None, runs: int | None, timeout: i
     logs.mkdir(exist_ok=True)
     cmd = [
         sys.executable,
-        str(HERE / f"fuzz_{target}.py"),
+        "-m",
+        f"fuzz.fuzz_{target}",
         f"-max_len={MAX_LEN[target]}",
         f"-timeout={timeout}",
         "-rss_limit_mb=3072",

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.initramfs.corpus import PEER_COMPRESSORS
+
 from bootmem.fdt import DeviceTree
 from bootmem.initramfs.compress import compress
 from bootmem.initramfs.cpio import CpioWriter, Entry
@@ -30,15 +32,7 @@ TARGETS = ("image", "unpack", "extract", "fdt")
 MTIME = 1_700_000_000
 
 # Every compression bootmem writes, with the command-line tool that writes the same format.
-_TOOLS: dict[str, list[str]] = {
-    "gzip": ["gzip", "-9", "-n", "-c"],
-    "bzip2": ["bzip2", "-9", "-c"],
-    "xz": ["xz", "--check=crc32", "-c"],
-    "lzma": ["lzma", "-c"],
-    "lz4": ["lz4", "-l", "-q", "-c"],
-    "zstd": ["zstd", "-q", "-c"],
-    "lzo": ["lzop", "-q", "-c"],
-}
+_TOOLS = PEER_COMPRESSORS
 _ARCHIVERS: dict[str, list[str]] = {
     "gnu-newc": ["cpio", "-o", "-H", "newc", "--null", "--quiet"],
     "gnu-crc": ["cpio", "-o", "-H", "crc", "--null", "--quiet"],

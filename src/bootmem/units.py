@@ -55,6 +55,24 @@ def parse_size(text: str) -> int:
     return result
 
 
+def parse_size_or_share(text: str) -> tuple[float | None, int | None]:
+    """``"50%"`` as ``(0.5, None)``, a size as ``(None, bytes)``: a limit given either way.
+
+    >>> parse_size_or_share("50%"), parse_size_or_share("64M")
+    ((0.5, None), (None, 67108864))
+    """
+    text = text.strip()
+    if not text.endswith("%"):
+        return None, parse_size(text)
+    try:
+        pct = float(text[:-1])
+    except ValueError:
+        raise UsageError(f"not a percentage: {text!r}") from None
+    if not 0 < pct <= 100:
+        raise UsageError(f"{text!r} must be between 0% and 100%")
+    return pct / 100, None
+
+
 def parse_address(text: str) -> int:
     """An address: hex with ``0x`` or decimal, with an optional size suffix (``"2G"``)."""
     return parse_size(text)

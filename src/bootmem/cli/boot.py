@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from bootmem.cli.output import print_json
-from bootmem.errors import UsageError
 from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE, DEFAULT_RAM_BASE, BootReport, Machine, boot
 from bootmem.kernel.example import example_image
 from bootmem.mm import PAGE_SIZE, AllocatorEvent
 from bootmem.report.owners import Owner
-from bootmem.units import format_size, parse_address, parse_size
+from bootmem.units import format_size, parse_address, parse_size, parse_size_or_share
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -105,15 +104,10 @@ def rootfs_limit(text: str | None, ram_bytes: int) -> int | None:
     """``--rootfs-size``: ``"50%"`` of RAM or a size; None for the default (half of RAM)."""
     if text is None:
         return None
-    if text.strip().endswith("%"):
-        try:
-            pct = float(text.strip()[:-1])
-        except ValueError:
-            raise UsageError(f"not a percentage: {text!r}") from None
-        if not 0 < pct <= 100:
-            raise UsageError(f"--rootfs-size {text!r} must be between 0% and 100%")
-        return int(ram_bytes * pct / 100) // PAGE_SIZE * PAGE_SIZE
-    return parse_size(text)
+    share, size = parse_size_or_share(text)
+    if share is not None:
+        return int(ram_bytes * share) // PAGE_SIZE * PAGE_SIZE
+    return size
 
 
 def read_initrd(path: Path | None) -> bytes:

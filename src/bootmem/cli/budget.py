@@ -8,7 +8,7 @@ from typing import Any
 
 from bootmem.cli.output import print_json
 from bootmem.errors import UsageError
-from bootmem.units import format_k, format_size, parse_size
+from bootmem.units import format_k, format_size, parse_size, parse_size_or_share
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         kernel_size = calibration.kernel_size
     else:
         kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else DEFAULT_KERNEL_SIZE
-    share, size = _rootfs(args.rootfs_size)
+    share, size = parse_size_or_share(args.rootfs_size)
     image = args.image.read_bytes()
     with progress_bar("budget", total=None) as bar:
 
@@ -92,19 +92,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(render(budget, source=str(args.image)))
     return 0
-
-
-def _rootfs(text: str) -> tuple[float | None, int | None]:
-    """``--rootfs-size``: ``(share of RAM, None)`` for ``"50%"``, ``(None, bytes)`` for a size."""
-    if text.strip().endswith("%"):
-        try:
-            pct = float(text.strip()[:-1])
-        except ValueError:
-            raise UsageError(f"not a percentage: {text!r}") from None
-        if not 0 < pct <= 100:
-            raise UsageError(f"--rootfs-size {text!r} must be between 0% and 100%")
-        return pct / 100, None
-    return None, parse_size(text)
 
 
 def render(budget: Any, *, source: str) -> str:

@@ -48,6 +48,7 @@ from bootmem.errors import (
     TmpfsNotFoundError,
     UsageError,
 )
+from bootmem.filetypes import type_char
 from bootmem.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -60,15 +61,6 @@ DIR_CACHE_SIZE = 4096  # directory paths remembered by a Tmpfs for its lookups (
 BOGO_DIRENT_SIZE = 20  # mm/shmem.c: a directory's i_size is 2 * 20 plus 20 per entry
 DEFAULT_OWNER = "rootfs"
 
-_TYPE_CHARS = {
-    stat.S_IFDIR: "d",
-    stat.S_IFREG: "f",
-    stat.S_IFLNK: "l",
-    stat.S_IFCHR: "c",
-    stat.S_IFBLK: "b",
-    stat.S_IFIFO: "p",
-    stat.S_IFSOCK: "s",
-}
 _MKNOD_TYPES = frozenset({stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK})
 _ZERO_PAGE = memoryview(bytes(PAGE_SIZE))
 
@@ -133,7 +125,7 @@ class Inode:
     @property
     def kind(self) -> str:
         """The type as ``find -type`` spells it: one of ``d f l c b p s``."""
-        return _TYPE_CHARS[stat.S_IFMT(self.mode)]
+        return type_char(self.mode)
 
     @property
     def permissions(self) -> int:

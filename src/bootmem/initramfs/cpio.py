@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Literal, Protocol
 
 from bootmem.errors import ChecksumError, CpioError
+from bootmem.filetypes import type_char
 
 MAGIC_NEWC = b"070701"
 MAGIC_CRC = b"070702"
@@ -58,15 +59,6 @@ _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _HEX = frozenset(_HEX_DIGITS)
 
 # Entry types, as `ls -l` and `find -type` spell them.
-_TYPE_CHARS = {
-    stat.S_IFDIR: "d",
-    stat.S_IFREG: "f",
-    stat.S_IFLNK: "l",
-    stat.S_IFCHR: "c",
-    stat.S_IFBLK: "b",
-    stat.S_IFIFO: "p",
-    stat.S_IFSOCK: "s",
-}
 
 
 def pad4(n: int) -> int:
@@ -144,7 +136,7 @@ class Entry:
     @property
     def type(self) -> str:
         """``d f l c b p s``, or ``?`` for a file type the kernel would not create."""
-        return _TYPE_CHARS.get(stat.S_IFMT(self.c_mode), "?")
+        return type_char(self.c_mode)
 
     def isreg(self) -> bool:
         return stat.S_ISREG(self.c_mode)
