@@ -190,7 +190,7 @@ def boot_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def scaling_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| image | modelled RAM | boot (fresh process) | host peak RSS | modelled RAM touched | "
+        "| image | modelled RAM | boot (fresh process) | host peak memory | modelled RAM touched | "
         "goal RSS <= touched + 64 MiB |",
         "|---|---|---|---|---|---|",
     ]
@@ -209,7 +209,7 @@ def scaling_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
-    """Boot time and host peak RSS against image size and against modelled RAM, 2 x 2 panels."""
+    """Boot time and host peak memory against image size and against modelled RAM, 2 x 2 panels."""
     import matplotlib
 
     matplotlib.use("Agg")
