@@ -88,7 +88,7 @@ class ReservedRegion:
         return self.end - self.start
 
     def __repr__(self) -> str:
-        return f"ReservedRegion({self.name!r}, {self.start:#x}, {self.end:#x})"
+        return f"{type(self).__name__}({self.name!r}, {self.start:#x}, {self.end:#x})"
 
 
 class DeviceTree:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bootmem.errors import BootError
-from bootmem.fdt import DeviceTree
+from bootmem.fdt import DeviceTree, ReservedRegion
 from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel.log import BootLog
 from bootmem.kernel.unpack import UnpackResult, default_builtin, unpack_builtin, unpack_initrd
@@ -96,17 +96,9 @@ def _kstrtobool(value: str, word: str) -> bool:
     raise BootError(f"bad value in {word!r}: expected 0/1, y/n, on/off")
 
 
-@dataclass(frozen=True, slots=True)
-class Region:
-    """A named byte range ``[start, end)`` in the report."""
-
-    name: str
-    start: int
-    end: int
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
+@dataclass(frozen=True, slots=True, repr=False)
+class Region(ReservedRegion):
+    """A named byte range ``[start, end)`` in the report: RAM, a reservation, the initrd."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "start": self.start, "end": self.end, "size": self.size}
