@@ -15,6 +15,7 @@ Tools are found through ``tests.conftest.require_tool`` (skip, or fail under CI)
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import stat
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bootmem.initramfs.cpio import CpioWriter, Entry, Format
 from tests.conftest import require_tool
 
 PeerTool = Literal["gnu-newc", "gnu-crc", "bsdcpio", "busybox"]
@@ -60,6 +62,15 @@ _DIRS = (
     "dir with spaces",
     "ünïcödé/日本語",
 )
+
+
+def archive(*entries: tuple[Entry, bytes], format: Format = "newc") -> bytes:
+    """One cpio archive of ``entries`` (each an Entry and its data), trailer included, as bytes."""
+    out = io.BytesIO()
+    with CpioWriter(out, format=format) as w:
+        for entry, data in entries:
+            w.add(entry, data)
+    return out.getvalue()
 
 
 def _content(rng: random.Random, size: int) -> bytes:

@@ -16,21 +16,13 @@ from bootmem.initramfs.cpio import (
     HEADER_SIZE,
     PATH_MAX,
     CpioReader,
-    CpioWriter,
     Entry,
     Format,
     data_checksum,
     pack_header,
     parse_header,
 )
-
-
-def archive(*entries: tuple[Entry, bytes], format: Format = "newc") -> bytes:
-    out = io.BytesIO()
-    with CpioWriter(out, format=format) as w:
-        for entry, data in entries:
-            w.add(entry, data)
-    return out.getvalue()
+from tests.initramfs.corpus import archive
 
 
 def reg(name: str, data: bytes = b"", **kw: int) -> tuple[Entry, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import stat
 from pathlib import Path
 
@@ -12,20 +11,13 @@ from hypothesis import strategies as st
 
 import bootmem.initramfs
 from bootmem.errors import ChecksumError, CompressionError, CpioError, DecompressionBombError
-from bootmem.initramfs import CpioWriter, Entry
+from bootmem.initramfs import Entry
 from bootmem.initramfs.compress import compress
 from bootmem.initramfs.cpio import Format, pack_header
 from bootmem.initramfs.image import MIN_CAP, Segment, default_cap
+from tests.initramfs.corpus import archive
 
 CODECS = ("gzip", "bzip2", "lzma", "xz", "lzo", "lz4", "zstd")
-
-
-def archive(*entries: tuple[Entry, bytes], format: Format = "newc") -> bytes:
-    out = io.BytesIO()
-    with CpioWriter(out, format=format) as w:
-        for entry, data in entries:
-            w.add(entry, data)
-    return out.getvalue()
 
 
 def reg(name: str, data: bytes = b"", mode: int = 0o644) -> tuple[Entry, bytes]:
@@ -43,7 +35,6 @@ EARLY = archive(
 MAIN = archive(
     reg("init", b"#!/bin/sh\n", 0o755), reg("etc/fstab", b"fstab v1"), reg("etc/fstab", b"fstab v2")
 )
-
 
 OFF = len(pad(EARLY))  # where the main member starts after the padded early archive
 
