@@ -7,15 +7,20 @@ memory does not grow with the image.
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import stat
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 from bootmem.cli.output import print_json, printable
-from bootmem.initramfs import Entry, Segment
+from bootmem.errors import UsageError
+from bootmem.initramfs import Entry, Image, Segment
 from bootmem.initramfs import open as open_image
+from bootmem.initramfs.select import Selection, parse_segments
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -26,7 +31,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="List every entry of every segment of IMAGE, in order, as the kernel sees them.",
     )
     ls.add_argument("image", metavar="IMAGE")
+    ls.add_argument(
+        "patterns", metavar="PATTERN", nargs="*",
+        help="only paths matching these globs, or under them (`*` within a name, `**` across directories)",
+    )  # fmt: skip
     ls.add_argument("-l", dest="long", action="store_true", help="long listing, as `ls -l`")
+    ls.add_argument("--segment", metavar="N[,M]", help="only entries of these segments (0 is the first)")
+    ls.add_argument(
+        "--sort", choices=("image", "name", "size"), default="image",
+        help="image order (default), by name, or largest first",
+    )  # fmt: skip
+    ls.add_argument("--top", type=int, metavar="N", help="only the first N rows (after --sort)")
     ls.add_argument("--json", action="store_true", help='JSON on stdout: {"entries": [...]}')
     ls.set_defaults(func=run_ls)
 
@@ -78,15 +93,33 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     return doc
 
 
+def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
+    """The entries of ``img`` that ``args.patterns``, ``args.segment``, ``args.sort`` and
+    ``args.top`` choose, in order; streamed when no sort is asked for.  A pattern or segment
+    that selects nothing is an error naming it, after the rest was listed."""
+    selection = Selection(args.patterns, parse_segments(args.segment) if args.segment else None)
+    entries: Iterable[Entry] = (e for e, _ in img.stream() if selection.matches(e))
+    if args.sort == "name":
+        entries = sorted(entries, key=lambda e: e.name)
+    elif args.sort == "size":
+        entries = heapq.nlargest(args.top, entries, key=lambda e: e.c_filesize) if args.top else sorted(
+            entries, key=lambda e: e.c_filesize, reverse=True)  # fmt: skip
+    if args.top is not None:
+        entries = itertools.islice(entries, max(args.top, 0))
+    yield from entries
+    if args.top is None and (missing := selection.unmatched()):
+        raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
+
+
 def run_ls(args: argparse.Namespace) -> int:
     with open_image(args.image) as img:
         if args.json:
-            print_json({"entries": [entry_json(e) for e, _ in img.stream()]})
+            print_json({"entries": [entry_json(e) for e in selected_entries(args, img)]})
             return 0
         out = sys.stdout
         batch: list[str] = []
         fmt = long_line if args.long else (lambda e: printable(e.name))
-        for entry, _reader in img.stream():
+        for entry in selected_entries(args, img):
             batch.append(fmt(entry))
             if len(batch) >= 512:
                 out.write("\n".join(batch) + "\n")
