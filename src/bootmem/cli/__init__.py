@@ -22,6 +22,8 @@ Command = Callable[[argparse.Namespace], int]
 COMMANDS = {
     "ls": "listing",
     "examine": "listing",
+    "cat": "contents",
+    "du": "contents",
     "extract": "images",
     "create": "images",
     "diff": "images",

@@ -129,9 +129,13 @@ def tree_path(name: str) -> str:
     return path.lstrip("/")
 
 
-def image_tree(source: Any) -> dict[str, Node]:
+def image_tree(source: Any, *, digest: bool = True) -> dict[str, Node]:
     """The tree ``source`` (what :func:`~bootmem.initramfs.extract.stream_members` takes)
-    produces under the kernel's rules, as path -> :class:`Node`, sorted by path."""
+    produces under the kernel's rules, as path -> :class:`Node`, sorted by path.
+
+    The paths of one hardlinked inode share one :class:`Node` object.  ``digest=False`` skips
+    hashing the data (``sha256`` is then ``None`` for every file) when only sizes matter.
+    """
     paths: dict[str, _Inode] = {}
     children: dict[str, int] = {}  # directory path -> number of entries directly under it
     links: dict[tuple[int, int, int, int, int, int], str] = {}
@@ -183,8 +187,10 @@ def image_tree(source: Any) -> dict[str, Node]:
             add(path, node)
         node.mode, node.uid, node.gid, node.mtime = entry.mode, entry.c_uid, entry.c_gid, entry.c_mtime
         if ftype == stat.S_IFREG:
-            if shared is None or entry.c_filesize:
+            if (shared is None or entry.c_filesize) and digest:
                 node.size, node.sha256 = _digest(reader)
+            elif shared is None or entry.c_filesize:
+                node.size = entry.c_filesize
             else:
                 _drain(reader)
         elif ftype == stat.S_IFLNK:
@@ -192,7 +198,8 @@ def image_tree(source: Any) -> dict[str, Node]:
             node.size = entry.c_filesize
         elif ftype in (stat.S_IFCHR, stat.S_IFBLK) and existing is None and shared is None:
             node.rdev = entry.rdev
-    return {p: _freeze(paths[p]) for p in sorted(paths)}
+    frozen: dict[int, Node] = {}
+    return {p: _freeze(paths[p], frozen, digest) for p in sorted(paths)}
 
 
 def _digest(reader: DataReader) -> tuple[int, str]:
@@ -209,10 +216,14 @@ def _drain(reader: DataReader) -> None:
         pass
 
 
-def _freeze(node: _Inode) -> Node:
-    kind = Entry(name="", c_mode=node.ftype).type
-    sha = (node.sha256 or _EMPTY) if node.ftype == stat.S_IFREG else None
-    return Node(kind, node.mode, node.uid, node.gid, node.size, sha, node.linkname, node.rdev, node.mtime)
+def _freeze(node: _Inode, frozen: dict[int, Node], digest: bool) -> Node:
+    done = frozen.get(id(node))
+    if done is None:
+        kind = Entry(name="", c_mode=node.ftype).type
+        sha = (node.sha256 or _EMPTY) if node.ftype == stat.S_IFREG and digest else None
+        done = Node(kind, node.mode, node.uid, node.gid, node.size, sha, node.linkname, node.rdev, node.mtime)
+        frozen[id(node)] = done
+    return done
 
 
 def compare_trees(a: dict[str, Node], b: dict[str, Node]) -> Diff:
