@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Show the segments of IMAGE: offset, end, compression, cpio format, sizes, entries.",
     )
     examine.add_argument("image", metavar="IMAGE")
+    examine.add_argument(
+        "--contents", action="store_true",
+        help="what the image holds: kernel versions, modules, firmware, microcode, init, busybox",
+    )  # fmt: skip
     examine.add_argument("--json", action="store_true", help='JSON on stdout: {"segments": [...]}')
     examine.set_defaults(func=run_examine)
 
@@ -147,6 +151,8 @@ def _row(seg: Segment) -> tuple[str, ...]:
 
 
 def run_examine(args: argparse.Namespace) -> int:
+    if args.contents:
+        return _run_contents(args)
     with open_image(args.image) as img:
         segments = img.segments
         if args.json:
@@ -157,4 +163,34 @@ def run_examine(args: argparse.Namespace) -> int:
         for r in rows:
             print("  ".join(cell.rjust(w) if i not in (3, 4) else cell.ljust(w) for i, (cell, w) in
                             enumerate(zip(r, widths, strict=True))).rstrip())  # fmt: skip
+    return 0
+
+
+def _run_contents(args: argparse.Namespace) -> int:
+    from bootmem.initramfs.summary import summarise
+    from bootmem.units import format_size
+
+    with open_image(args.image) as img:
+        summary = summarise(img)
+    if args.json:
+        print_json(summary.to_json())
+        return 0
+    segments = ", ".join(f"{s['index']}: {s['compression']} {s['format']} ({s['entries']} entries)"
+                         for s in summary.segments)  # fmt: skip
+    modules = summary.module_total
+    rows = [
+        ("segments", segments),
+        ("kernel", ", ".join(summary.kernel_versions) or "no modules"),
+        ("modules", f"{modules.count} ({format_size(modules.bytes)})"),
+        *((f"  {where}", f"{t.count} ({format_size(t.bytes)})") for where, t in summary.modules.items()),
+        ("firmware", f"{summary.firmware.count} files ({format_size(summary.firmware.bytes)})"),
+        ("microcode", ", ".join(f"{v} ({format_size(n)})" for v, n in summary.microcode.items()) or "none"),
+        ("init", printable(summary.init) if summary.init else "none found: the kernel would panic"),
+        ("interpreter", printable(summary.interpreter) if summary.interpreter else "none (static or data)"),
+        ("busybox", f"{summary.busybox}, {summary.applets} applets" if summary.busybox else "no"),
+        ("binaries", f"{summary.binaries} other executables in bin and sbin"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
     return 0

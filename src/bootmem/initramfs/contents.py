@@ -59,7 +59,7 @@ def locate(image: Image, paths: Iterable[str]) -> list[Located]:
             with_data[_key(entry)] = entry
     found: list[Located] = []
     for path in paths:
-        entry, where = _follow(final, normalise(path), path)
+        entry, where = follow(final, normalise(path), path)
         if not entry.isreg():
             raise NotAFileError(f"{path!r} is a {_kind(entry)} in the image, not a regular file")
         data = entry
@@ -69,7 +69,7 @@ def locate(image: Image, paths: Iterable[str]) -> list[Located]:
     return found
 
 
-def _follow(final: dict[str, Entry], path: str, asked: str) -> tuple[Entry, str]:
+def follow(final: dict[str, Entry], path: str, asked: str) -> tuple[Entry, str]:
     """The entry at ``path`` with symlinks in every component followed, as path lookup does."""
     todo = [p for p in reversed(path.split("/")) if p not in ("", ".")]
     done: list[str] = []
@@ -122,4 +122,4 @@ def iter_data(
                 return
 
 
-__all__ = ["MAX_SYMLINKS", "Located", "NotAFileError", "NotInImageError", "iter_data", "locate"]
+__all__ = ["MAX_SYMLINKS", "Located", "NotAFileError", "NotInImageError", "follow", "iter_data", "locate"]
