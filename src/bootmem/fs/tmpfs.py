@@ -52,7 +52,7 @@ from bootmem.filetypes import type_char
 from bootmem.units import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from bootmem.mm import PageAllocator
+    from bootmem.mm import FrameAllocator
 
 __all__ = ["MAXSYMLINKS", "Inode", "OpenFile", "Stat", "Tmpfs"]
 
@@ -244,7 +244,8 @@ class OpenFile:
 
 
 class Tmpfs:
-    """A tmpfs whose regular-file data lives in order-0 pages of ``allocator``.
+    """A tmpfs whose regular-file data lives in order-0 pages of ``allocator`` (any
+    :class:`~bootmem.mm.FrameAllocator`).
 
     ``size_limit`` is in bytes and counts pages of file data (rounded up to whole pages, as
     ``mount -o size=`` does); ``None`` means half of the allocator's RAM (``total_pages // 2``),
@@ -253,7 +254,7 @@ class Tmpfs:
     """
 
     def __init__(
-        self, allocator: PageAllocator, size_limit: int | None = None, *, owner: str = DEFAULT_OWNER
+        self, allocator: FrameAllocator, size_limit: int | None = None, *, owner: str = DEFAULT_OWNER
     ) -> None:
         self._allocator = allocator
         self.owner = owner
