@@ -125,7 +125,30 @@ def image_seeds() -> dict[str, bytes]:
     seeds["raw-then-raw"] = early + main
     seeds["early-only"] = early
     seeds["not-cpio"] = b"\x00\x00\x00\x00hsqs" + b"\xaa" * 60
+    seeds.update(_hostile_skips())
     seeds["odc"] = b"070707" + b"0" * 70
+    return seeds
+
+
+def _hostile_header(name: bytes, mode: int, filesize: int, namesize: int) -> bytes:
+    fields = (0, mode, 0, 0, 1, 0, filesize, 0, 0, 0, 0, namesize, 0)
+    return b"070701" + b"".join(b"%08X" % v for v in fields) + name
+
+
+def _hostile_skips() -> dict[str, bytes]:
+    """Entries whose claimed body init/initramfs.c skips (issue 11, hostile 1): a c_namesize of
+    0xffffffff and a symlink claiming 0xfffffff0 bytes, each followed by 8 MiB of zeros (more
+    than the harnesses' caps), as zstd and gzip members and raw."""
+    heads = {
+        "namesize-ffffffff": _hostile_header(b"", 0o100644, 0, 0xFFFFFFFF),
+        "symlink-fffffff0": _hostile_header(b"l\0", 0o120777, 0xFFFFFFF0, 2),
+    }
+    seeds: dict[str, bytes] = {}
+    for kind, head in heads.items():
+        body = head + bytes(8 << 20)
+        seeds[f"hostile-skip-{kind}-zstd"] = compress(body, "zstd")
+        seeds[f"hostile-skip-{kind}-gzip"] = compress(body, "gzip")
+        seeds[f"hostile-skip-{kind}-raw"] = head + bytes(4096)
     return seeds
 
 

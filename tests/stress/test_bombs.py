@@ -13,6 +13,7 @@ import stat
 
 import pytest
 
+import bootmem.errors
 import bootmem.initramfs
 from bootmem.errors import DecompressionBombError
 from bootmem.initramfs.compress import COMPRESSIONS, compress
@@ -98,3 +99,66 @@ def test_a_bomb_in_boot_is_a_logged_error_with_no_page_leaked(name: str, async_u
         assert "initrd" not in {region for region, _, _ in pa.reserved_regions()}
         assert pa.stats()["allocated"] == report.rootfs.used_pages == report.rootfs_pages
         assert pa.pages_by_owner().get(report.rootfs.owner, 0) == report.rootfs_pages
+
+
+# --- bodies the unpacker skips (issue 11, hostile 1) ----------------------------------------
+#
+# init/initramfs.c do_header() sends an entry with c_namesize 0 or over PATH_MAX, and
+# do_symlink() one whose target is over PATH_MAX, to SkipIt: the bytes stream by in do_skip()
+# and are never collected.  A 64 KB zstd member holding such an entry made bootmem read the
+# claimed 4 GiB into one bytes object (3.1 GB of host memory for `boot --mem 1G`).
+
+
+def _hostile_header(name: bytes, mode: int, filesize: int, namesize: int) -> bytes:
+    fields = (0, mode, 0, 0, 1, 0, filesize, 0, 0, 0, 0, namesize, 0)
+    return b"070701" + b"".join(b"%08X" % v for v in fields) + name
+
+
+#: What each hostile entry claims; the image holds SKIPPED bytes of body after its header.
+SKIPPED = 96 << 20
+HOSTILE_SKIPS = {
+    "namesize-ffffffff": _hostile_header(b"", stat.S_IFREG | 0o644, 0, 0xFFFFFFFF),
+    "symlink-fffffff0": _hostile_header(b"l\0", stat.S_IFLNK | 0o777, 0xFFFFFFF0, 2),
+}
+
+
+@functools.cache
+def hostile_skip(kind: str, compression: str = "zstd", size: int = SKIPPED) -> bytes:
+    """A compressed member: the hostile header, then ``size`` zero bytes of its claimed body."""
+    return compress(HOSTILE_SKIPS[kind] + bytes(size), compression)
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_SKIPS))
+def test_a_skipped_body_is_streamed_not_held(kind: str) -> None:
+    import tracemalloc
+
+    image = hostile_skip(kind)
+    assert len(image) < 20_000
+    tracemalloc.start()
+    try:
+        with (
+            bootmem.initramfs.open(image, strict=False, max_decompressed=SKIPPED + (1 << 20)) as img,
+            pytest.raises(bootmem.errors.CpioError, match="truncated entry"),
+        ):
+            list(img)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Bounded by the decompressor's chunks, not the 96 MiB that streamed by.
+    assert peak < 16 << 20, f"{peak} bytes held while skipping {SKIPPED}"
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_SKIPS))
+def test_a_skipped_body_in_boot_costs_no_memory(kind: str) -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        report = boot(hostile_skip(kind), machine=Machine(ram_size=64 << 20, kernel_size=1 << 20))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 64 MiB of RAM: the cap is twice that, 128 MiB, past the 96 MiB the image holds, so the
+    # skip runs off the end of the member as Linux's does.
+    assert report.unpack_error is not None
+    assert peak < 16 << 20, f"{peak} bytes held while skipping {SKIPPED}"

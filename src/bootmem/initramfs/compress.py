@@ -46,6 +46,7 @@ _MAGICS: tuple[tuple[bytes, str], ...] = (
 
 _CHUNK = 1 << 18  # compressed bytes fed to a decompressor at a time
 _OUT_CHUNK = 1 << 16  # smallest output chunk asked of a decompressor
+_MAX_OUT = 1 << 22  # largest output chunk asked of one: a read(4 GiB) is served in pieces
 
 
 def detect(head: bytes | memoryview) -> str | None:
@@ -148,7 +149,7 @@ class MemberStream:
             return out
         if self._done or n == 0:
             return b""
-        chunk = self._produce(max(n, _OUT_CHUNK))
+        chunk = self._produce(min(max(n, _OUT_CHUNK), _MAX_OUT))
         if len(chunk) <= n:
             return chunk
         self._buf, self._pos = chunk, n
