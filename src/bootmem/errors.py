@@ -170,3 +170,10 @@ class BootError(BootmemError):
 
 class LeaseClosedError(AllocatorError, ValueError):
     """Use of a lease after ``close()``, or after ``release_reserved`` took its range back."""
+
+
+# --- verify (a real kernel under QEMU) ------------------------------------------------------
+
+
+class VerifyError(BootmemError):
+    """The real-kernel harness cannot run: no kernel, no QEMU, no apt, a boot that timed out."""

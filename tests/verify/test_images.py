@@ -1,0 +1,86 @@
+"""The probe segment and the composed image, read back by bootmem and by GNU cpio."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootmem import initramfs
+from bootmem.errors import UsageError, VerifyError
+from bootmem.verify.images import PROBE_DIR, PROBE_INIT, _has_interpreter, compose, mkinitramfs, probe_segment
+from bootmem.verify.kernel import Kernel
+from tests.conftest import require_tool
+
+
+def test_probe_segment_is_a_raw_newc_archive_of_busybox_and_init() -> None:
+    busybox = Path(require_tool("busybox")).resolve()
+    probe = probe_segment()
+    assert len(probe) % 4 == 0
+    with initramfs.open(probe) as image:
+        entries = {e.name: e for e in image}
+        segments = image.segments
+    assert len(segments) == 1 and segments[0].compression == "none"
+    assert set(entries) == {PROBE_DIR, f"{PROBE_DIR}/busybox", f"{PROBE_DIR}/init"}
+    assert entries[f"{PROBE_DIR}/busybox"].c_filesize == busybox.stat().st_size
+    assert entries[PROBE_INIT.lstrip("/")].c_mode == 0o100755
+
+
+def test_probe_init_runs_under_the_host_busybox(tmp_path: Path) -> None:
+    # GNU cpio unpacks the probe as the kernel would; its script must be valid ash.
+    cpio = require_tool("cpio")
+    subprocess.run([cpio, "-idm", "--quiet"], input=probe_segment(), cwd=tmp_path, check=True)
+    init = tmp_path / PROBE_DIR / "init"
+    assert init.read_text().startswith(f"#!/{PROBE_DIR}/busybox sh\n")
+    subprocess.run([str(tmp_path / PROBE_DIR / "busybox"), "sh", "-n", str(init)], check=True)
+
+
+def test_dynamic_busybox_is_refused(tmp_path: Path) -> None:
+    # A 64-bit ELF header with one PT_INTERP program header.
+    elf = bytearray(0x40 + 0x38)
+    elf[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", elf, 0x20, 0x40)
+    struct.pack_into("<HH", elf, 0x36, 0x38, 1)
+    struct.pack_into("<I", elf, 0x40, 3)
+    assert _has_interpreter(bytes(elf))
+    fake = tmp_path / "busybox"
+    fake.write_bytes(bytes(elf))
+    with pytest.raises(VerifyError, match="dynamically linked"):
+        probe_segment(fake)
+    struct.pack_into("<I", elf, 0x40, 1)  # PT_LOAD only: static
+    assert not _has_interpreter(bytes(elf))
+
+
+def test_compose_keeps_the_image_after_the_probe() -> None:
+    probe = probe_segment()
+    assert compose(probe, b"IMAGE") == probe + b"IMAGE"
+    with pytest.raises(UsageError, match="4-byte aligned"):
+        compose(b"abc", b"")
+
+
+@pytest.mark.qemu
+def test_mkinitramfs_builds_debians_image_for_the_kernel(debian_amd64: Kernel) -> None:
+    require_tool("mkinitramfs")
+    image = mkinitramfs(debian_amd64, "lz4", modules="dep")
+    with initramfs.open(image) as img:
+        names = {e.name for e in img}
+        codecs = [s.compression for s in img.segments]
+    assert codecs == ["lz4"]
+    assert {
+        "init",
+        "scripts/init-top",
+        "usr/bin/busybox",
+        f"usr/lib/modules/{debian_amd64.version}/modules.dep",
+    } <= names
+    # The package's tree stays as it was found: no link left in /lib/modules or /boot.
+    assert not (Path("/lib/modules") / str(debian_amd64.version)).is_symlink()
+
+
+def test_mkinitramfs_refuses_a_bare_image(tmp_path: Path) -> None:
+    bare = Kernel(image=tmp_path / "bzImage", arch="amd64")
+    with pytest.raises(VerifyError, match="not an unpacked Debian kernel package"):
+        mkinitramfs(bare, "gzip")
+    with pytest.raises(UsageError, match="unknown compression 'brotli'"):
+        mkinitramfs(bare, "brotli")
