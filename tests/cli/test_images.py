@@ -147,3 +147,50 @@ def test_help_documents_the_exit_status_and_filters() -> None:
         [sys.executable, "-m", "bootmem", "extract", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "first refused entry stops the extraction" in " ".join(extract_help.split())
+
+
+def test_create_zstd_threads(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for spec in ("zstd:19,threads=2", "zstd:19,threads=0", "zstd:19"):
+        img = tmp_path / spec
+        assert main(["create", str(tree), "-o", str(img), "--compress", spec]) == 0
+        assert main(["extract", str(img), str(tmp_path / f"out-{spec}")]) == 0
+        assert tree_of(tmp_path / f"out-{spec}") == tree_of(tree)
+    assert main(["create", str(tree), "-o", str(tmp_path / "bad"), "--compress", "zstd:19,threads=many"]) == 1
+    assert capsys.readouterr().err == "bootmem: error: bad thread count 'many' in 'zstd:19,threads=many'\n"
+    assert not (tmp_path / "bad").exists()
+
+
+def test_create_shows_progress_on_a_terminal(tree: Path, tmp_path: Path) -> None:
+    import pty
+
+    (tree / "big").write_bytes(os.urandom(3 << 20))
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bootmem",
+            "create",
+            str(tree),
+            "-o",
+            str(tmp_path / "img"),
+            "--compress",
+            "xz",
+        ],
+        stderr=secondary,
+        env=env,
+    ) as proc:
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    os.close(primary)
+    assert proc.returncode == 0
+    assert b"archiving" in seen

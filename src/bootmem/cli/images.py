@@ -58,9 +58,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--format", choices=["newc", "crc"], default="newc", help="cpio format (default: newc)")
     p.add_argument(
         "--compress",
-        metavar="NAME[:LEVEL]",
+        metavar="NAME[:LEVEL][,threads=N]",
         default="none",
-        help="compression of the main archive: none, gzip, bzip2, lzma, xz, lzo, lz4, zstd (default: none)",
+        help=(
+            "compression of the main archive: none, gzip, bzip2, lzma, xz, lzo, lz4, zstd (default: none); "
+            "zstd compresses in one thread per core unless threads=N says otherwise: every N of 1 or more "
+            "writes the same bytes, threads=0 (single-threaded, as zstd --single-thread) other ones"
+        ),
     )
     p.add_argument("--early", metavar="DIR", action="append", help="uncompressed early archive (repeatable)")
     p.set_defaults(func=cmd_create)
@@ -130,6 +134,7 @@ def _stderr_console() -> Any:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from bootmem.cli.progress import progress_bar
     from bootmem.errors import UsageError
     from bootmem.initramfs.create import create_image
 
@@ -142,11 +147,13 @@ def cmd_create(args: argparse.Namespace) -> int:
         "compression": args.compress,
         "early": args.early,
     }
-    if args.output == "-":
-        create_image(sys.stdout.buffer, **options)
-        sys.stdout.buffer.flush()
-    else:
-        create_image(args.output, **options)
+    with progress_bar("archiving", unit="bytes") as bar:
+        options["progress"] = lambda done, total: bar.update(completed=done, total=total)
+        if args.output == "-":
+            create_image(sys.stdout.buffer, **options)
+            sys.stdout.buffer.flush()
+        else:
+            create_image(args.output, **options)
     return 0
 
 

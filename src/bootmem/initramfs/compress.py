@@ -560,10 +560,10 @@ class _Identity:
 class _ZstdCompressor:
     __slots__ = ("_c",)
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, threads: int = 0) -> None:
         import zstandard
 
-        self._c = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+        self._c = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True).compressobj()
 
     def compress(self, data: bytes | memoryview, /) -> bytes:
         out: bytes = self._c.compress(data)
@@ -681,16 +681,20 @@ _LEVELS = {
 }
 
 
-def open_compressor(name: str, level: int | None = None) -> Compressor:
+def open_compressor(name: str, level: int | None = None, *, threads: int = 0) -> Compressor:
     """A compressor for ``name`` (one of :data:`COMPRESSIONS`) at ``level`` (its default if None).
 
     The output is one complete member that the kernel and the tool of the same name accept:
     gzip (zlib, mtime 0), bzip2, xz with CRC32 checks, lzma alone, lzop, ``lz4 -l`` legacy,
-    zstd.  Raises :class:`UsageError` for an unknown name or a level out of range and
-    :class:`MissingCodecError` for lzo without python-lzo.
+    zstd.  ``threads`` (zstd only) is libzstd's worker count: 0 compresses in the calling thread
+    (``zstd --single-thread``); N >= 1 in N workers, whose output is the same bytes for every
+    N >= 1 and differs from 0's.  Raises :class:`UsageError` for an unknown name, a level out of
+    range or threads for another codec, :class:`MissingCodecError` for lzo without python-lzo.
     """
     if name not in COMPRESSIONS:
         raise UsageError(f"unknown compression {name!r} (one of {', '.join(COMPRESSIONS)})")
+    if threads < 0 or (threads and name != "zstd"):
+        raise UsageError(f"threads={threads} for {name}: only zstd compresses in threads (0 or more)")
     if name == "none":
         return _Identity()
     lvl = _DEFAULT_LEVEL[name] if level is None else level
@@ -706,7 +710,7 @@ def open_compressor(name: str, level: int | None = None) -> Compressor:
     if name == "lzma":
         return lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=lvl)
     if name == "zstd":
-        return _ZstdCompressor(lvl)
+        return _ZstdCompressor(lvl, threads)
     if name == "lz4":
         return _Lz4LegacyCompressor(lvl)
     return _LzopCompressor(lvl)

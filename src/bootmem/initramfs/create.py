@@ -23,9 +23,9 @@ import queue
 import re
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, NamedTuple, Protocol
 
 from bootmem.errors import CpioError, UsageError
 from bootmem.initramfs.cpio import (
@@ -292,6 +292,8 @@ class _Sink:
         self._error: BaseException | None = None
         self._dropping = False
         self.position = 0  # uncompressed bytes accepted
+        self.data_read = 0  # of them, bytes read from files
+        self.on_data: Callable[[int], object] | None = None  # called with data_read as it grows
         self._thread = threading.Thread(target=self._run, name="bootmem-compress", daemon=True)
         self._thread.start()
 
@@ -336,7 +338,10 @@ class _Sink:
                     raise CpioError(f"{path!r} shrank while being archived: {left} of {size} bytes missing")
                 self._fill += n
                 self.position += n
+                self.data_read += n
                 left -= n
+                if self.on_data is not None:
+                    self.on_data(self.data_read)
                 if self._fill == CHUNK:
                     self._hand_over()
         finally:
@@ -433,15 +438,49 @@ def _sum_file(path: str, size: int) -> int:
     return total
 
 
-def parse_compression(spec: str, level: int | None = None) -> tuple[str, int | None]:
-    """``"zstd:19"`` -> ``("zstd", 19)``; ``level``, when given, wins over the suffix."""
-    name, sep, lvl = spec.partition(":")
+class Compression(NamedTuple):
+    """A parsed ``--compress`` value: the codec's name, its level (``None``: the codec's
+    default) and zstd's worker threads (``None``: one per core, see :func:`default_threads`)."""
+
+    name: str
+    level: int | None = None
+    threads: int | None = None
+
+
+def default_threads() -> int:
+    """Threads zstd compresses in when not told: one per core this process may run on.
+
+    Any count of 1 or more writes the same bytes (libzstd's multi-threaded format does not
+    depend on it), so the default keeps images reproducible from one machine to the next."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def parse_compression(spec: str, level: int | None = None) -> Compression:
+    """``"zstd:19,threads=4"`` -> ``Compression("zstd", 19, 4)``; ``level``, when given, wins
+    over the suffix.  Raises :class:`UsageError` naming a bad level or option.
+
+    >>> parse_compression("zstd:19,threads=0")
+    Compression(name='zstd', level=19, threads=0)
+    >>> parse_compression("gzip")
+    Compression(name='gzip', level=None, threads=None)
+    """
+    head, *options = spec.split(",")
+    name, sep, lvl = head.partition(":")
     if sep and level is None:
         try:
             level = int(lvl)
         except ValueError:
             raise UsageError(f"bad compression level {lvl!r} in {spec!r}") from None
-    return name.strip().lower() or "none", level
+    threads = None
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.strip() != "threads":
+            raise UsageError(f"unknown compression option {option!r} in {spec!r} (threads=N)")
+        try:
+            threads = int(value)
+        except ValueError:
+            raise UsageError(f"bad thread count {value!r} in {spec!r}") from None
+    return Compression(name.strip().lower() or "none", level, threads)
 
 
 def create_image(
@@ -453,15 +492,20 @@ def create_image(
     compression: str = "none",
     level: int | None = None,
     early: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> int:
     """Write an initramfs image to ``out`` (a binary stream, or a path created or replaced).
 
     Exactly one of ``root`` (a directory, see :func:`scan_directory`) and ``manifest`` (a
     path, or the lines of a ``gen_init_cpio`` manifest, see :func:`parse_manifest`) gives the
-    main archive, in ``format`` (``newc`` or ``crc``), compressed with ``compression``
-    (``"none"``, a name from :mod:`bootmem.initramfs.compress`, optionally ``"name:level"``) at
-    ``level``.  ``early``, a directory or several, is written first, each as its own
-    uncompressed archive padded with NULs to 4 bytes, as distributions prepend microcode.
+    main archive, in ``format`` (``newc`` or ``crc``), compressed with ``compression`` at
+    ``level``: ``"none"`` or a name from :mod:`bootmem.initramfs.compress`, optionally
+    ``"name:level"``, and for zstd ``",threads=N"`` (see :func:`parse_compression`; by default
+    one thread per core, and the bytes are the same for every N >= 1; ``threads=0`` compresses
+    in a single thread, as ``zstd --single-thread``, and writes other bytes).  ``early``, a
+    directory or several, is written first, each as its own uncompressed archive padded with
+    NULs to 4 bytes, as distributions prepend microcode.  ``progress``, when given, is called
+    as ``progress(done, total)`` while the main archive's file data is read, in bytes.
 
     Returns the bytes written.  Raises :class:`UsageError` for bad arguments or manifest lines,
     :class:`CpioError` for a value that does not fit a header; a path ``out`` is removed on error.
@@ -470,12 +514,14 @@ def create_image(
         raise UsageError("give exactly one of a directory and a manifest")
     if format not in ("newc", "crc"):
         raise UsageError(f"unknown cpio format {format!r} (newc or crc)")
-    name, level = parse_compression(compression, level)
+    name, level, threads = parse_compression(compression, level)
     compressor = None
     if name != "none":
         from bootmem.initramfs.compress import open_compressor
 
-        compressor = open_compressor(name, level)
+        if threads is None:
+            threads = default_threads() if name == "zstd" else 0
+        compressor = open_compressor(name, level, threads=threads)
     if root is not None:
         sources = scan_directory(root)
     elif isinstance(manifest, (str, os.PathLike)):
@@ -494,16 +540,21 @@ def create_image(
     if isinstance(out, (str, os.PathLike)):
         try:
             with open(out, "wb") as f:
-                return _write_image(f, sources, format, compressor, early_sources)
+                return _write_image(f, sources, format, compressor, early_sources, progress)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(out)
             raise
-    return _write_image(out, sources, format, compressor, early_sources)
+    return _write_image(out, sources, format, compressor, early_sources, progress)
 
 
 def _write_image(
-    out: IO[bytes], sources: list[Source], format: Format, compressor: Any | None, early: list[list[Source]]
+    out: IO[bytes],
+    sources: list[Source],
+    format: Format,
+    compressor: Any | None,
+    early: list[list[Source]],
+    progress: Callable[[int, int], object] | None,
 ) -> int:
     counter = _Counting(out)
     for archive in early:
@@ -511,6 +562,9 @@ def _write_image(
             write_archive(raw, archive, format)
         counter.write(_NUL4[: pad4(counter.position)])
     with _Sink(counter, compressor) as sink:
+        if progress is not None:
+            report, total = progress, sum(src.entry.c_filesize for src in sources if src.path is not None)
+            sink.on_data = lambda done: report(done, total)
         write_archive(sink, sources, format)
     return counter.position
 
