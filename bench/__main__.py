@@ -70,10 +70,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             images[mb, compression] = image
             results["images"].append(
                 {
-                    "label": image.spec.label,
+                    "label": image.label,
                     "mb": mb,
                     "compression": compression,
-                    "entries": image.spec.entries,
+                    "entries": image.entries,
                     "size": image.size,
                     "unpacked": image.unpacked,
                 }
@@ -83,7 +83,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         out = work / "out"
         for key, image in images.items():
             runs = runs_for(key[0], args.quick)
-            label = image.spec.label
+            label = image.label
             if "list" in args.only:
                 log(f"list {label}")
                 results.setdefault("list", []).append(
@@ -102,11 +102,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if "create" in args.only:
                 log(f"create {mb:g} MB")
                 made = work / "made.img"
-                c = alternate(image.spec.label, create_contenders(image.tree(), made), runs)
+                c = alternate(image.label, create_contenders(image.tree(), made), runs)
                 results.setdefault("create", []).append(_samples(c))
             if "list" in args.only:
-                log(f"ls peak RSS {image.spec.label}")
-                rss = {"image": image.spec.label, "bootmem ls": ls_peak_rss(image)}
+                log(f"ls peak RSS {image.label}")
+                rss = {"image": image.label, "bootmem ls": ls_peak_rss(image)}
                 rss["bsdtar -tf"] = _peer_rss(list_commands(image)["bsdtar -tf"])
                 results.setdefault("ls_rss", []).append(rss)
             if "scaling" in args.only:
@@ -135,9 +135,9 @@ def boot_figures(image: Image, runs: int) -> dict[str, Any]:
     out = bytearray(b"\1" * (image.unpacked + (64 << 20)))  # touched before the floor runs
     floors: list[float] = []
     boots: list[float] = []
-    compression = image.spec.compression
+    compression = image.compression
     c = alternate(
-        image.spec.label,
+        image.label,
         {
             "boot()": lambda: boots.append(boot_seconds(data, ram)),
             "floor": lambda: floors.append(floor_seconds(member, out, compression)),
@@ -154,9 +154,9 @@ def scaling(image: Image, runs: int) -> list[dict[str, Any]]:
     the image fits."""
     rows = []
     for ram in RAM_SIZES:
-        row: dict[str, Any] = {"image": image.spec.label, "unpacked": image.unpacked, "ram": ram}
+        row: dict[str, Any] = {"image": image.label, "unpacked": image.unpacked, "ram": ram}
         if fits(image.unpacked, image.size, ram):
-            log(f"scaling {image.spec.label} on {ram >> 20} MiB")
+            log(f"scaling {image.label} on {ram >> 20} MiB")
             boots = [boot_in_fresh_process(image.path, ram) for _ in range(runs)]
             row["seconds"] = [b["seconds"] for b in boots]
             row["hwm"] = [b["hwm_bytes"] for b in boots]

@@ -20,7 +20,7 @@ from bench.timing import available
 
 def extract_contenders(image: Image, out: Path) -> dict[str, Callable[[], object]]:
     """Extraction of ``image`` into ``out`` (which must exist and be empty before each run)."""
-    unpack = f"{DECOMPRESSORS[image.spec.compression]} {image.member}"
+    unpack = f"{DECOMPRESSORS[image.compression]} {image.member}"
     return available(
         {
             "bootmem extract": f"{BOOTMEM} extract {image.path} {out}",

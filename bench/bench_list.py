@@ -20,7 +20,7 @@ BOOTMEM = f"{sys.executable} -m bootmem"
 
 def list_commands(image: Image) -> dict[str, str]:
     """The listing commands, ``bootmem ls`` first."""
-    unpack = f"{DECOMPRESSORS[image.spec.compression]} {image.member}"
+    unpack = f"{DECOMPRESSORS[image.compression]} {image.member}"
     commands = {
         "bootmem ls": f"{BOOTMEM} ls {image.path}",
         "bsdtar -tf": f"bsdtar -tf {image.member}",

@@ -41,10 +41,19 @@ COMPRESSORS: dict[str, list[str]] = {
     "xz": ["xz", "-q", "--check=crc32", "--lzma2=dict=1MiB", "-T0", "-c"],
     "gzip": ["gzip", "-n", "-9", "-c"],
     "lz4": ["lz4", "-q", "-l", "-9", "-c"],
+    "bzip2": ["bzip2", "-q", "-9", "-c"],
+    "lzma": ["xz", "-q", "--format=lzma", "-6", "-c"],  # initramfs-tools' `lzma` with its default level
 }
 
 #: The command that writes a member's decompressed bytes to stdout, for peers that cannot.
-DECOMPRESSORS: dict[str, str] = {"zstd": "zstd -dcq", "xz": "xz -dcq", "gzip": "gzip -dc", "lz4": "lz4 -dcq"}
+DECOMPRESSORS: dict[str, str] = {
+    "zstd": "zstd -dcq",
+    "xz": "xz -dcq",
+    "gzip": "gzip -dc",
+    "lz4": "lz4 -dcq",
+    "bzip2": "bzip2 -dcq",
+    "lzma": "xz -dcq --format=lzma",
+}
 
 
 def cache_dir() -> Path:
@@ -86,14 +95,18 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class Image:
-    """A generated image on disk.
+    """An image on disk, generated or built by a distribution's tool.
 
     ``path`` is the whole image (early + padding + main member); ``member`` the compressed main
     member alone, for peers that stop at the first trailer; ``raw`` the uncompressed main cpio;
-    ``unpacked`` the bytes of file data in the image (early segment included).
+    ``member_offset`` where the member starts in ``path``; ``unpacked`` the bytes of file data in
+    the image (early segment included); ``key`` names its files in the cache.
     """
 
-    spec: ImageSpec
+    label: str
+    compression: str
+    entries: int
+    key: str
     path: Path
     member: Path
     raw: Path
@@ -106,7 +119,7 @@ class Image:
 
     def tree(self) -> Path:
         """The main archive unpacked into a directory (cached), for the ``create`` figures."""
-        tree = cache_dir() / f"{self.spec.key}.tree"
+        tree = cache_dir() / f"{self.key}.tree"
         done = tree.with_name(tree.name + ".complete")
         if not done.exists():
             shutil.rmtree(tree, ignore_errors=True)
@@ -258,4 +271,83 @@ def generate(spec: ImageSpec) -> Image:
     image = base / f"{spec.key}.{spec.compression}.img"
     if not image.exists():
         _atomic(image, lambda f: subprocess.run(["cat", str(early), str(member)], stdout=f, check=True))
-    return Image(spec, image, member, raw, early.stat().st_size, int(sizes.read_text()))
+    return Image(
+        spec.label,
+        spec.compression,
+        spec.entries,
+        spec.key,
+        image,
+        member,
+        raw,
+        early.stat().st_size,
+        int(sizes.read_text()),
+    )
+
+
+# --- a real distribution image ----------------------------------------------------------------
+
+#: Where an unpacked Debian kernel package is (its ``boot/`` and ``lib/modules/VERSION``).
+KERNEL_ROOT_ENV = "BOOTMEM_BENCH_KERNEL_ROOT"
+
+
+def _mkinitramfs(kernel_root: Path, compression: str, out: Path) -> None:
+    """Debian's ``mkinitramfs`` for the kernel unpacked at ``kernel_root``, writing ``out``.
+
+    mkinitramfs reads ``/lib/modules/VERSION`` and ``/boot/config-VERSION`` at fixed paths, so it
+    runs in a mount namespace of its own (``unshare -m``, as root) where an overlay on ``/usr/lib``
+    and a bind mount of ``boot/`` put the package's files there; the host is not changed."""
+    (version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
+    with tempfile.TemporaryDirectory(prefix="bootmem-bench-mk-") as tmp:
+        upper, work = Path(tmp, "upper"), Path(tmp, "work")
+        (upper / "modules").mkdir(parents=True)
+        work.mkdir()
+        script = (
+            f"mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={upper},workdir={work} /usr/lib"
+            f" && mount --bind {kernel_root}/lib/modules /usr/lib/modules"
+            f" && mount --bind {kernel_root}/boot /boot"
+            f' && mkinitramfs -c {compression} -o "$1" {version}'
+        )
+        subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(out)], check=True)
+
+
+def debian_image(compression: str = "zstd", kernel_root: Path | None = None) -> Image:
+    """A Debian initramfs-tools image of the kernel package unpacked at ``kernel_root`` (default
+    ``$BOOTMEM_BENCH_KERNEL_ROOT``), compressed with ``compression`` as ``mkinitramfs -c`` does
+    it; built on first use, then read from the cache."""
+    from bootmem import initramfs
+
+    if kernel_root is None:
+        env = os.environ.get(KERNEL_ROOT_ENV)
+        if not env:
+            raise FileNotFoundError(f"no unpacked kernel package: set {KERNEL_ROOT_ENV}")
+        kernel_root = Path(env)
+    (version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
+    base = cache_dir()
+    key = f"debian-{version}-{compression}"
+    path = base / f"{key}.img"
+    if not path.exists():
+        _mkinitramfs(kernel_root, compression, path.with_name(path.name + ".part"))
+        path.with_name(path.name + ".part").replace(path)
+    with initramfs.open(path) as image:
+        segments = image.segments
+        entries = list(image)
+    main = segments[-1]
+    member = path
+    if main.offset:
+        member = base / f"{key}.member"
+        if not member.exists():
+            _atomic(member, lambda f: f.write(path.read_bytes()[main.offset : main.end]))
+    raw = base / f"{key}.cpio"
+    if not raw.exists():
+        _atomic(raw, _pipe(DECOMPRESSORS[compression].split(), member))
+    return Image(
+        f"Debian {version.split('-')[0]} {compression}",
+        compression,
+        main.entries,
+        key,
+        path,
+        member,
+        raw,
+        main.offset,
+        sum(e.c_filesize for e in entries if e.isreg()),
+    )
