@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from bootmem.cli.inputs import IMAGE_HELP, image_source
 from bootmem.cli.output import print_json, printable
 from bootmem.initramfs import open as open_image
 from bootmem.units import PAGE_SIZE
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "symlink is followed inside the image."
         ),
     )
-    cat.add_argument("image", metavar="IMAGE")
+    cat.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     cat.add_argument("paths", metavar="PATH", nargs="+")
     cat.set_defaults(func=run_cat)
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "(whole pages, a hardlinked file once), as du(1) shows disk usage."
         ),
     )
-    du.add_argument("image", metavar="IMAGE")
+    du.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     du.add_argument("-d", "--depth", type=int, metavar="N", help="only directories at most N levels deep")
     du.add_argument(
         "-b", "--apparent-size", dest="apparent", action="store_true",
@@ -49,7 +50,7 @@ def run_cat(args: argparse.Namespace) -> int:
     from bootmem.initramfs.contents import iter_data, locate
 
     out = sys.stdout.buffer
-    with open_image(args.image) as img:
+    with open_image(image_source(args.image)) as img:
         found = locate(img, args.paths)
         # One pass when the files come in image order; otherwise a pass per file keeps the
         # command line's order without holding any file in memory.
@@ -66,7 +67,7 @@ def run_du(args: argparse.Namespace) -> int:
     from bootmem.initramfs.diff import image_tree
     from bootmem.report.usage import directory_usage
 
-    with open_image(args.image) as img:
+    with open_image(image_source(args.image)) as img:
         usage = directory_usage(image_tree(img, digest=False))
     rows = [(path, u) for path, u in usage.items() if args.depth is None or _depth(path) <= args.depth]
     if args.sort == "size":

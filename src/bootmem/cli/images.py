@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from bootmem.cli.inputs import image_source
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
@@ -91,7 +92,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from bootmem import initramfs
     from bootmem.initramfs.extract import extractall
 
-    image = initramfs.open(args.image)
+    image = initramfs.open(image_source(args.image))
     try:
         with _progress(image, args.segment) as progress:
             result = extractall(image, args.dest, filter=args.filter, segment=args.segment, progress=progress)
@@ -164,7 +165,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from bootmem.initramfs.diff import diff_images
 
     try:
-        result = diff_images(args.image_a, args.image_b)
+        result = diff_images(image_source(args.image_a), image_source(args.image_b))
     except (BootmemError, OSError) as exc:
         where = f": {exc.filename!r}" if isinstance(exc, OSError) and exc.filename is not None else ""
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

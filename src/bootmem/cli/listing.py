@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
+from bootmem.cli.inputs import IMAGE_HELP, image_source
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import UsageError
 from bootmem.initramfs import Entry, Image, Segment
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="list every entry of every segment of an initramfs image",
         description="List every entry of every segment of IMAGE, in order, as the kernel sees them.",
     )
-    ls.add_argument("image", metavar="IMAGE")
+    ls.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     ls.add_argument(
         "patterns", metavar="PATTERN", nargs="*",
         help="only paths matching these globs, or under them (`*` within a name, `**` across directories)",
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="one row per segment of an initramfs image",
         description="Show the segments of IMAGE: offset, end, compression, cpio format, sizes, entries.",
     )
-    examine.add_argument("image", metavar="IMAGE")
+    examine.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     examine.add_argument(
         "--contents", action="store_true",
         help="what the image holds: kernel versions, modules, firmware, microcode, init, busybox",
@@ -116,7 +117,7 @@ def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    with open_image(args.image) as img:
+    with open_image(image_source(args.image)) as img:
         if args.json:
             print_json({"entries": [entry_json(e) for e in selected_entries(args, img)]})
             return 0
@@ -153,11 +154,14 @@ def _row(seg: Segment) -> tuple[str, ...]:
 def run_examine(args: argparse.Namespace) -> int:
     if args.contents:
         return _run_contents(args)
-    with open_image(args.image) as img:
+    with open_image(image_source(args.image)) as img:
         segments = img.segments
         if args.json:
             print_json({"segments": [asdict(s) for s in segments]})
             return 0
+        if img.uki_section is not None:
+            at, size = img.uki_section
+            print(f"unified kernel image: .initrd section at {at:#x}, {size} bytes; offsets below are in it")
         rows = [_COLUMNS, *(_row(s) for s in segments)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
         for r in rows:
@@ -170,7 +174,7 @@ def _run_contents(args: argparse.Namespace) -> int:
     from bootmem.initramfs.summary import summarise
     from bootmem.units import format_size
 
-    with open_image(args.image) as img:
+    with open_image(image_source(args.image)) as img:
         summary = summarise(img)
     if args.json:
         print_json(summary.to_json())

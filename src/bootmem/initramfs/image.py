@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Literal
 from bootmem.errors import CompressionError, CpioError, ImageError
 from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
 from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
+from bootmem.initramfs.uki import initrd_section
 
 #: The ceiling of the default cap on decompressed bytes.
 DEFAULT_MAX_DECOMPRESSED = 64 << 30
@@ -84,6 +85,11 @@ class _MemoryImage:
     def read_at(self, offset: int, n: int) -> memoryview:
         return self._view[offset : offset + n]
 
+    def window(self, start: int, size: int) -> None:
+        """From now on, the image is ``[start, start + size)`` of what it was."""
+        self._view = self._view[start : start + size]
+        self.size = size
+
     def close(self) -> None:
         with contextlib.suppress(BufferError):  # a view handed out is alive; it keeps the buffer
             self._view.release()
@@ -106,6 +112,11 @@ class _FileImage:
         if f.tell() != where:
             f.seek(where)
         return f.read(max(0, min(n, self.size - offset)))
+
+    def window(self, start: int, size: int) -> None:
+        """From now on, the image is ``[start, start + size)`` of what it was."""
+        self._start += start
+        self.size = size
 
     def close(self) -> None:
         if self._owned:
@@ -196,6 +207,12 @@ class Image:
         else:
             self.name = None
             self._image = _MemoryImage(source.read())
+        # A unified kernel image (PE/COFF) is read as the initrd in its .initrd section, as
+        # systemd-stub hands it to the kernel; the kernel's own reading (strict=False) does not.
+        section = initrd_section(self._image) if strict else None
+        self.uki_section = section
+        if section is not None:
+            self._image.window(*section)
         self.size = self._image.size
         self.max_decompressed = default_cap(self.size) if max_decompressed is None else max_decompressed
         self.strict = strict
@@ -455,8 +472,9 @@ def open(
     without copying).  ``max_decompressed`` caps the decompressed bytes of the whole image
     (default :func:`default_cap` of its size).  ``strict=False`` reads as init/initramfs.c
     does: entries it skips are skipped (see :class:`CpioReader`) and an lz4 *frame* member,
-    which ``lib/decompress.c`` does not know, is "invalid magic".  Nothing is read until a
-    pass runs.
+    which ``lib/decompress.c`` does not know, is "invalid magic".  With ``strict`` (the
+    default) a unified kernel image - a PE/COFF file with an ``.initrd`` section - is read as
+    that section (:mod:`bootmem.initramfs.uki`).  Only headers are read until a pass runs.
     """
     return Image(source, max_decompressed=max_decompressed, strict=strict, max_entries=max_entries)
 
