@@ -117,6 +117,7 @@ def test_boot_figures_and_log() -> None:
         "pages": report.rootfs_pages,
         "bytes": report.rootfs_bytes,
         "files": report.rootfs_files,
+        "limit_pages": report.available_pages // 2,
     }
     assert data["initramfs_async"] is False
     assert [p["name"] for p in data["phases"]][:2] == ["handoff", "reserve"]

@@ -243,14 +243,45 @@ class OpenFile:
         self.close()
 
 
+def shmem_limits(
+    totalram_pages: int, *, size: int | None = None, share: float | None = None
+) -> tuple[int, int]:
+    """``(max_blocks, max_inodes)`` of a tmpfs mounted while ``totalram_pages`` are managed.
+
+    ``totalram_pages`` is Linux's ``totalram_pages()`` when the filesystem is mounted: the pages
+    the page allocator manages (free or allocated), not those memblock kept for the kernel or
+    the initrd.  By default ``max_blocks`` is half of them (mm/shmem.c
+    ``shmem_default_max_blocks``); ``size`` bytes give ``ceil(size / PAGE_SIZE)`` blocks and
+    ``share`` (``size=50%`` is 0.5) that share of ``totalram_pages``, rounded up
+    (``shmem_parse_one``).  ``max_inodes`` is ``shmem_default_max_inodes``:
+    ``min(totalram - totalhigh, totalram / 2)``, and the model has no highmem.  Raises
+    :class:`UsageError` for a negative size or a share outside ``(0, 1]``.
+
+    >>> shmem_limits(1000), shmem_limits(1000, share=0.25), shmem_limits(1000, size=4097)
+    ((500, 500), (250, 500), (2, 500))
+    """
+    inodes = totalram_pages // 2
+    if size is not None:
+        if size < 0:
+            raise UsageError(f"negative tmpfs size limit {size}")
+        return -(-size // PAGE_SIZE), inodes
+    if share is not None:
+        if not 0 < share <= 1:
+            raise UsageError(f"tmpfs share {share!r} is not in (0, 1]")
+        millionths = round(share * 1_000_000)
+        return -(-totalram_pages * millionths // 1_000_000), inodes
+    return totalram_pages // 2, inodes
+
+
 class Tmpfs:
     """A tmpfs whose regular-file data lives in order-0 pages of ``allocator`` (any
     :class:`~bootmem.mm.FrameAllocator`).
 
     ``size_limit`` is in bytes and counts pages of file data (rounded up to whole pages, as
-    ``mount -o size=`` does); ``None`` means half of the allocator's RAM (``total_pages // 2``),
-    as Linux's default.  Pages are allocated with ``owner``.  Every public method holds one
-    lock, so one thread may populate the filesystem while others use the same allocator.
+    ``mount -o size=`` does); ``None`` means Linux's default from :func:`shmem_limits`: half of
+    the pages the allocator manages now (free or allocated; reserved pages do not count).
+    Pages are allocated with ``owner``.  Every public method holds one lock, so one thread may
+    populate the filesystem while others use the same allocator.
     """
 
     def __init__(
@@ -258,12 +289,10 @@ class Tmpfs:
     ) -> None:
         self._allocator = allocator
         self.owner = owner
-        if size_limit is None:
-            self.limit_pages = allocator.total_pages // 2
-        else:
-            if size_limit < 0:
-                raise UsageError(f"negative tmpfs size limit {size_limit}")
-            self.limit_pages = -(-size_limit // PAGE_SIZE)
+        stats = allocator.stats()
+        self.limit_pages, self.limit_inodes = shmem_limits(
+            stats["free"] + stats["allocated"], size=size_limit
+        )
         self._lock = threading.RLock()
         self._next_ino = 1
         self._used_pages = 0

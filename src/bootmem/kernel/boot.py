@@ -29,10 +29,12 @@ from typing import Any, Literal
 
 from bootmem.errors import BootError
 from bootmem.fdt import DeviceTree, ReservedRegion
-from bootmem.fs.tmpfs import Tmpfs
+from bootmem.fs.tmpfs import Tmpfs, shmem_limits
+from bootmem.kernel.arch import FLAT, ArchProfile
 from bootmem.kernel.log import BootLog
 from bootmem.kernel.unpack import UnpackResult, default_builtin, unpack_builtin, unpack_initrd
 from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from bootmem.report.owners import HOLE
 from bootmem.units import align_down, align_up, format_k
 
 FreePolicy = Literal["exact", "linux-generic"]
@@ -48,14 +50,23 @@ KERNEL_ALIGN = 2 << 20
 class Machine:
     """A modelled machine: RAM ``[ram_base, ram_base + ram_size)`` and the kernel image's size.
 
-    Used when no device tree is given; with one, RAM comes from its ``/memory`` nodes and only
-    ``kernel_size`` and ``max_order`` are taken from here.
+    ``arch`` says what else the kernel holds before its allocator comes up (struct pages and
+    hash tables that grow with RAM, holes that are not RAM; :mod:`bootmem.kernel.arch`); the
+    default, ``FLAT``, holds only the kernel image.  Used when no device tree is given; with
+    one, RAM comes from its ``/memory`` nodes and only ``kernel_size``, ``max_order`` and the
+    growing part of ``arch`` are taken from here.
     """
 
     ram_size: int = 256 << 20
     ram_base: int = DEFAULT_RAM_BASE
     kernel_size: int = DEFAULT_KERNEL_SIZE
     max_order: int = 10
+    arch: ArchProfile = FLAT
+
+    @classmethod
+    def for_arch(cls, arch: ArchProfile, ram_size: int, **kwargs: Any) -> Machine:
+        """A machine of ``ram_size`` bytes whose kernel holds what ``arch`` says (``arch.fixed``)."""
+        return cls(ram_size=ram_size, kernel_size=arch.fixed, arch=arch, **kwargs)
 
     def __post_init__(self) -> None:
         if self.ram_base % PAGE_SIZE or self.ram_size % PAGE_SIZE or self.ram_size <= 0:
@@ -117,6 +128,7 @@ class BootReport:
     free_policy: FreePolicy
     available_pages: int  # free when the allocator came up: the "Memory:" line
     reserved_pages_at_init: int
+    rootfs_limit_pages: int = 0  # tmpfs's size limit (shmem_limits at mount)
     rootfs_pages: int = 0
     rootfs_bytes: int = 0
     rootfs_files: int = 0
@@ -157,7 +169,12 @@ class BootReport:
             "free_policy": self.free_policy,
             "available_pages": self.available_pages,
             "reserved_pages_at_init": self.reserved_pages_at_init,
-            "rootfs": {"pages": self.rootfs_pages, "bytes": self.rootfs_bytes, "files": self.rootfs_files},
+            "rootfs": {
+                "pages": self.rootfs_pages,
+                "bytes": self.rootfs_bytes,
+                "files": self.rootfs_files,
+                "limit_pages": self.rootfs_limit_pages,
+            },
             "unpack_error": self.unpack_error,
             "unpack_detail": self.unpack_detail,
             "looks_like_initrd": self.looks_like_initrd,
@@ -184,6 +201,7 @@ def boot(
     cmdline: str = "",
     free_policy: FreePolicy = "exact",
     rootfs_size: int | None = None,
+    rootfs_share: float | None = None,
     builtin: bytes | None = None,
     no_builtin: bool = False,
     poison: int | None = 0xCC,
@@ -193,12 +211,14 @@ def boot(
 ) -> BootReport:
     """Boot ``initrd`` on ``machine`` (or on the machine ``dtb`` describes) and report.
 
-    ``rootfs_size`` is the tmpfs limit in bytes (default: half the pages the allocator manages,
-    as Linux).  ``load`` runs in the boot thread while an asynchronous unpack is in flight and
-    must return once the event is set.  ``observer`` sees every allocator event from the first reservation on;
-    ``allocator_hook`` is called once the allocator exists (fault injection in tests).
-    ``builtin`` is the built-in initramfs unpacked first (default: Linux's default list,
-    ``/dev``, ``/dev/console``, ``/root``); ``no_builtin=True`` boots without one.
+    The rootfs's size limit follows Linux (:func:`~bootmem.fs.tmpfs.shmem_limits`): half of the
+    pages the allocator manages when rootfs is mounted, or ``rootfs_size`` bytes, or
+    ``rootfs_share`` of those pages (tmpfs's ``size=N%``).  ``load`` runs in the boot thread
+    while an asynchronous unpack is in flight and must return once the event is set.
+    ``observer`` sees every allocator event from the first reservation on; ``allocator_hook``
+    is called once the allocator exists (fault injection in tests).  ``builtin`` is the
+    built-in initramfs unpacked first (default: Linux's default list, ``/dev``,
+    ``/dev/console``, ``/root``); ``no_builtin=True`` boots without one.
 
     Raises :class:`BootError` for a machine that cannot boot at all (an image that does not
     fit, a device tree without memory); a bad initrd is not an exception but a logged
@@ -207,6 +227,8 @@ def boot(
     machine = machine or Machine()
     if free_policy not in ("exact", "linux-generic"):
         raise BootError(f"unknown free policy {free_policy!r} (exact or linux-generic)")
+    if rootfs_size is not None and rootfs_share is not None:
+        raise BootError("give the rootfs limit as a size or as a share, not both")
     t_start = time.perf_counter()
     log = BootLog()
     phases: list[tuple[str, float]] = []
@@ -215,163 +237,297 @@ def boot(
         phases.append((name, log.now()))
 
     image = memoryview(initrd) if initrd is not None else None
-    layout = _place(machine, image, dtb, cmdline)
-    tree = layout.tree
-    ram = [Region("System RAM", r.start, r.end) for r in tree.memory]
-    if not ram:
-        raise BootError("device tree declares no memory (no /memory node with a reg)")
-    args = CommandLine.parse(tree.bootargs if tree.bootargs is not None else cmdline)
-
-    log.printk(f"Machine model: {layout.model}")
-    for r in ram:
-        log.printk(f"  node   0: [mem {r.start:#018x}-{r.end - 1:#018x}]")
-    log.printk(f"Kernel command line: {args.text}")
+    layout = bootloader_place(machine, image, dtb, cmdline)
+    args = CommandLine.parse(layout.tree.bootargs if layout.tree.bootargs is not None else cmdline)
+    _log_handoff(layout, args, log)
     phase("handoff")
 
-    lo, hi = ram[0].start, max(r.end for r in ram)
-    pa = PageAllocator(base=lo, size=hi - lo, max_order=machine.max_order, poison=poison)
+    pa = PageAllocator(
+        base=layout.ram[0].start,
+        size=max(r.end for r in layout.ram) - layout.ram[0].start,
+        max_order=machine.max_order,
+        poison=poison,
+    )
     if observer is not None:
         pa.subscribe(observer)
-    pa.memory.write(layout.kernel.start, b"\x7fbootmem kernel image\0")
-    reservations: list[Region] = []
-    # Holes between /memory ranges are not RAM: keep them out of the allocator.
-    for prev, nxt in itertools.pairwise(ram):
-        if nxt.start > prev.end:
-            pa.reserve(prev.end, nxt.start, name="(no RAM)")
-    for region in [layout.kernel, layout.fdt, *layout.firmware]:
-        _check_in_ram(region, ram)
-        pa.reserve(region.start, region.end, name=region.name)
-        reservations.append(region)
-    pa.memory.write(layout.fdt.start, layout.dtb)
-    if image is not None and layout.initrd is not None:
-        # A /chosen range outside the modelled RAM holds nothing: the check below disables it.
-        at = layout.initrd.start
-        if lo <= at and at + len(image) <= hi:
-            pa.memory.write(at, image)
-
-    initrd_region, disabled = _reserve_initrd(pa, tree, ram, log, layout.initrd)
+    reservations = memblock_reserve(pa, layout, image)
+    initrd_region, disabled = reserve_initrd_mem(pa, layout, log)
     phase("reserve")
-    if initrd_region is not None:
-        log.printk(f"RAMDISK: [mem {initrd_region.start:#010x}-{initrd_region.end - 1:#010x}]")
 
-    stats = pa.stats()
-    hole_pages = pa.pages_by_owner().get("(no RAM)", 0)
-    total = stats["total"] - hole_pages
-    available = stats["free"]
-    reserved_now = total - available
-    kernel_k = format_k(layout.kernel.size)
-    log.printk(
-        f"Memory: {format_k(available * PAGE_SIZE)}/{format_k(total * PAGE_SIZE)} available "
-        f"({kernel_k} kernel code, {format_k(reserved_now * PAGE_SIZE)} reserved, 0K cma-reserved)"
-    )
+    memory = mem_init(pa, layout, log)
     if allocator_hook is not None:
         allocator_hook(pa)
 
-    # shmem_default_max_blocks(): half of totalram_pages() when rootfs is mounted, which
-    # counts the pages the allocator manages, not those memblock kept (kernel, initrd).
-    limit = rootfs_size if rootfs_size is not None else available * PAGE_SIZE // 2
-    rootfs = Tmpfs(pa, size_limit=limit)
+    rootfs = init_rootfs(pa, memory, size=rootfs_size, share=rootfs_share)
     report = BootReport(
-        ram=ram,
-        total_pages=total,
+        ram=layout.ram,
+        total_pages=memory.total,
         reservations=reservations,
         initrd=initrd_region,
         initrd_disabled=disabled,
         cmdline=args,
         free_policy=free_policy,
-        available_pages=available,
-        reserved_pages_at_init=reserved_now,
+        available_pages=memory.available,
+        reserved_pages_at_init=memory.reserved,
+        rootfs_limit_pages=rootfs.limit_pages,
         log=log,
         allocator=pa,
         rootfs=rootfs,
         clock_origin=t_start,
     )
-    # populate_rootfs: the built-in initramfs first (its errors panic in Linux).
-    if not no_builtin:
-        err = unpack_builtin(builtin if builtin is not None else default_builtin(), rootfs)
-        if err is not None:
-            raise BootError(f"Kernel panic - not syncing: {err.message}")
-
-    def populate() -> None:
-        phase("unpack start")
-        t0 = time.perf_counter()
-        if initrd_region is not None:
-            log.printk("Trying to unpack rootfs image as initramfs...")
-            result = unpack_initrd(pa, initrd_region.start, initrd_region.end, rootfs)
-            _log_unpack(result, report, log)
-        report.unpack_seconds = time.perf_counter() - t0
-        phase("unpack end")
-        if initrd_region is not None and not args.retain_initrd:
-            report.free_pages_before_release = pa.stats()["free"]
-            t1 = time.perf_counter()
-            freed = pa.release_reserved(initrd_region.start, initrd_region.end, policy=free_policy)
-            report.release_seconds = time.perf_counter() - t1
-            report.freed_pages = freed
-            phase("release")
-            log.printk(f"Freeing initrd memory: {format_k(freed * PAGE_SIZE)}")
-
-    if args.initramfs_async:
-        worker_error: list[BaseException] = []
-
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                populate()
-            except BaseException as exc:  # handed to the boot thread below
-                worker_error.append(exc)
-            finally:
-                done.set()
-
-        worker = threading.Thread(target=run, name="initramfs")
-        worker.start()
-        if load is not None:
-            load(pa, done)
-        worker.join()  # wait_for_initramfs()
-        if worker_error:
-            raise worker_error[0]
-    else:
-        populate()
-        if load is not None:
-            finished = threading.Event()
-            finished.set()
-            load(pa, finished)
-
-    report.rootfs_pages = rootfs.used_pages
-    report.rootfs_bytes = rootfs.used_bytes
-    report.rootfs_files = sum(1 for _ in rootfs.walk())
-    report.free_pages_end = pa.stats()["free"]
-    # The allocator's high-water mark counts the holes between /memory ranges, which are not RAM.
-    report.peak_used_pages = pa.peak_used - hole_pages
-    report.init = _find_init(rootfs)
-    phase("init")
-    if report.init is not None:
-        log.printk(f"Run {report.init} as init process")
-    else:
-        log.printk("Kernel panic - not syncing: No working init found.", level="emerg")
+    populate_rootfs(
+        report,
+        builtin=None if no_builtin else (builtin if builtin is not None else default_builtin()),
+        load=load,
+        phase=phase,
+    )
+    kernel_init(report, memory.holes, phase)
     report.phases = phases
     report.boot_seconds = time.perf_counter() - t_start
     return report
 
 
+# --- the phases, in Linux's order ---------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class _Layout:
+class MemoryFigures:
+    """The ``Memory:`` line's figures, in pages: RAM, free when the allocator came up, reserved.
+
+    ``holes`` are pages inside the allocator's span that are not RAM; ``total`` leaves them out.
+    """
+
+    total: int
+    available: int
+    holes: int
+
+    @property
+    def reserved(self) -> int:
+        return self.total - self.available
+
+
+def _log_handoff(layout: Layout, args: CommandLine, log: BootLog) -> None:
+    log.printk(f"Machine model: {layout.model}")
+    for r in layout.ram:
+        log.printk(f"  node   0: [mem {r.start:#018x}-{r.end - 1:#018x}]")
+    log.printk(f"Kernel command line: {args.text}")
+
+
+def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None) -> list[Region]:
+    """Early boot's memblock reservations, before the initrd is looked at.
+
+    Holes between ``/memory`` ranges (and the architecture's holes) are reserved as not RAM;
+    the kernel image, the memory that grows with RAM (struct pages, hash tables), the device
+    tree and the firmware's regions are reserved by name.  The device tree's ``totalsize``
+    bytes and the initrd's bytes are written where the bootloader put them.  Returns the named
+    reservations, by the order they were made.
+    """
+    ram = layout.ram
+    for prev, nxt in itertools.pairwise(ram):
+        if nxt.start > prev.end:
+            pa.reserve(prev.end, nxt.start, name=HOLE)
+    for hole in layout.holes:
+        pa.reserve(hole.start, hole.end, name=HOLE)
+    pa.memory.write(layout.kernel.start, b"\x7fbootmem kernel image\0")
+    reservations: list[Region] = []
+    for region in [layout.kernel, *layout.growing, layout.fdt, *layout.firmware]:
+        _check_in_ram(region, ram)
+        pa.reserve(region.start, region.end, name=region.name)
+        reservations.append(region)
+    pa.memory.write(layout.fdt.start, layout.dtb[: layout.fdt.size])
+    if image is not None and layout.initrd is not None:
+        # A /chosen range outside the modelled RAM holds nothing: reserve_initrd_mem disables it.
+        at = layout.initrd.start
+        if ram[0].start <= at and at + len(image) <= max(r.end for r in ram):
+            pa.memory.write(at, image)
+    return reservations
+
+
+def reserve_initrd_mem(pa: PageAllocator, layout: Layout, log: BootLog) -> tuple[Region | None, str | None]:
+    """init/initramfs.c ``reserve_initrd_mem``: check the page-rounded range, then reserve it.
+
+    Returns the reserved initrd, or ``None`` and Linux's message when it is disabled.
+    """
+    placed = layout.initrd
+    if placed is None:
+        return None, None
+    start = align_down(placed.start, PAGE_SIZE)
+    size = align_up(placed.end - start, PAGE_SIZE)
+    where = f"INITRD: 0x{start:08x}+0x{size:08x}"
+    if not any(r.start <= start and start + size <= r.end for r in layout.ram):
+        message = f"{where} is not a memory region - disabling initrd"
+        log.printk(message, level="err")
+        return None, message
+    if any(s < start + size and start < e for _name, s, e in pa.reserved_regions()):
+        log.printk(f"{where} overlaps in-use memory region", level="err")
+        log.printk(" - disabling initrd", level="err")
+        return None, f"{where} overlaps in-use memory region - disabling initrd"
+    pa.reserve(placed.start, placed.end, name="initrd")
+    log.printk(f"RAMDISK: [mem {placed.start:#010x}-{placed.end - 1:#010x}]")
+    return placed, None
+
+
+def mem_init(pa: PageAllocator, layout: Layout, log: BootLog) -> MemoryFigures:
+    """``memblock_free_all`` has handed the free pages to the allocator: the ``Memory:`` line.
+
+    As ``mem_init_print_info``: available is what is free, the total leaves out what is not
+    RAM, reserved is the rest (the kernel, struct pages, hash tables, device tree, initrd).
+    """
+    stats = pa.stats()
+    holes = pa.pages_by_owner().get(HOLE, 0)
+    figures = MemoryFigures(total=stats["total"] - holes, available=stats["free"], holes=holes)
+    log.printk(
+        f"Memory: {format_k(figures.available * PAGE_SIZE)}/{format_k(figures.total * PAGE_SIZE)} available "
+        f"({format_k(layout.kernel.size)} kernel code, {format_k(figures.reserved * PAGE_SIZE)} reserved, "
+        "0K cma-reserved)"
+    )
+    return figures
+
+
+def init_rootfs(
+    pa: PageAllocator, memory: MemoryFigures, *, size: int | None = None, share: float | None = None
+) -> Tmpfs:
+    """Mount rootfs (``init_mount_tree``, from ``vfs_caches_init`` after ``mm_init``).
+
+    Its limits are :func:`~bootmem.fs.tmpfs.shmem_limits` of ``totalram_pages()`` at that
+    moment: the pages the allocator manages, not those memblock kept.
+    """
+    totalram = memory.available
+    blocks, _inodes = shmem_limits(totalram, size=size, share=share)
+    return Tmpfs(pa, size_limit=blocks * PAGE_SIZE)
+
+
+def populate_rootfs(
+    report: BootReport,
+    *,
+    builtin: bytes | None,
+    load: Load | None,
+    phase: Callable[[str], None],
+) -> None:
+    """init/initramfs.c ``populate_rootfs`` and ``do_populate_rootfs``, then ``wait_for_initramfs``.
+
+    The built-in initramfs first (an error there is a panic: :class:`BootError`), then the
+    initrd through a lease, then ``free_initrd_mem`` unless ``retain_initrd`` - in a thread
+    when ``initramfs_async``, while ``load`` allocates in the boot thread.
+    """
+    pa, rootfs, log = report.allocator, report.rootfs, report.log
+    assert pa is not None and rootfs is not None
+    if builtin is not None:
+        err = unpack_builtin(builtin, rootfs)
+        if err is not None:
+            raise BootError(f"Kernel panic - not syncing: {err.message}")
+    initrd = report.initrd
+    retain = report.cmdline.retain_initrd
+
+    def do_populate_rootfs() -> None:
+        phase("unpack start")
+        t0 = time.perf_counter()
+        if initrd is not None:
+            log.printk("Trying to unpack rootfs image as initramfs...")
+            result = unpack_initrd(pa, initrd.start, initrd.end, rootfs)
+            _log_unpack(result, report, log)
+        report.unpack_seconds = time.perf_counter() - t0
+        phase("unpack end")
+        if initrd is not None and not retain:
+            free_initrd_mem(report, initrd)
+            phase("release")
+
+    if not report.cmdline.initramfs_async:
+        do_populate_rootfs()
+        if load is not None:
+            finished = threading.Event()
+            finished.set()
+            load(pa, finished)
+        return
+    worker_error: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            do_populate_rootfs()
+        except BaseException as exc:  # handed to the boot thread below
+            worker_error.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name="initramfs")
+    worker.start()
+    if load is not None:
+        load(pa, done)
+    worker.join()  # wait_for_initramfs()
+    if worker_error:
+        raise worker_error[0]
+
+
+def free_initrd_mem(report: BootReport, initrd: Region) -> None:
+    """Give the initrd's frames back (``free_initrd_mem``): ``Freeing initrd memory: ...K``."""
+    pa = report.allocator
+    assert pa is not None
+    report.free_pages_before_release = pa.stats()["free"]
+    t1 = time.perf_counter()
+    freed = pa.release_reserved(initrd.start, initrd.end, policy=report.free_policy)
+    report.release_seconds = time.perf_counter() - t1
+    report.freed_pages = freed
+    report.log.printk(f"Freeing initrd memory: {format_k(freed * PAGE_SIZE)}")
+
+
+def kernel_init(report: BootReport, hole_pages: int, phase: Callable[[str], None]) -> None:
+    """init/main.c ``kernel_init``: the rootfs's figures, then ``/init`` or a fallback, or a panic."""
+    pa, rootfs = report.allocator, report.rootfs
+    assert pa is not None and rootfs is not None
+    report.rootfs_pages = rootfs.used_pages
+    report.rootfs_bytes = rootfs.used_bytes
+    report.rootfs_files = sum(1 for _ in rootfs.walk())
+    report.free_pages_end = pa.stats()["free"]
+    # The allocator's high-water mark counts the holes, which are not RAM.
+    report.peak_used_pages = pa.peak_used - hole_pages
+    report.init = _find_init(rootfs)
+    phase("init")
+    if report.init is not None:
+        report.log.printk(f"Run {report.init} as init process")
+    else:
+        report.log.printk("Kernel panic - not syncing: No working init found.", level="emerg")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the bootloader put everything, and the device tree it hands over.
+
+    ``ram`` is the RAM the tree declares; ``holes`` the architecture's ranges inside it that are
+    not RAM; ``growing`` the reservations whose size follows RAM (struct pages, hash tables),
+    placed after the kernel image; ``fdt`` covers the blob's ``totalsize`` bytes.
+    """
+
     tree: DeviceTree
     dtb: bytes
     model: str
+    ram: list[Region]
+    holes: list[Region]
     kernel: Region
+    growing: list[Region]
     fdt: Region
     firmware: list[Region]
     initrd: Region | None
 
 
-def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdline: str) -> _Layout:
-    """Where the bootloader puts the kernel, the device tree and the initrd."""
+def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdline: str) -> Layout:
+    """Where the bootloader puts the kernel, the device tree and the initrd.
+
+    Without ``dtb``: the kernel at the architecture's offset (2 MiB aligned), the initrd page
+    aligned just below the device tree, and the tree at the top of RAM below the
+    architecture's top hole.  With one: RAM, reservations and the initrd's place come from the
+    tree.  Raises :class:`BootError` when something does not fit.
+    """
     if dtb is not None:
-        return _place_with_dtb(machine, image, dtb, cmdline)
+        return _place_with_dtb(machine, image, dtb)
+    arch = machine.arch
     ram_start, ram_end = machine.ram_base, machine.ram_base + machine.ram_size
-    kernel = Region("Kernel image", align_up(ram_start, KERNEL_ALIGN), 0)
-    kernel = Region(kernel.name, kernel.start, kernel.start + machine.kernel_size)
+    holes = [Region(HOLE, ram_start + a, ram_start + b) for a, b in arch.low_holes]
+    if arch.top_hole:
+        holes.append(Region(HOLE, ram_end - arch.top_hole, ram_end))
+    top = ram_end - arch.top_hole
+    kernel, growing = _place_kernel(machine, align_up(ram_start + arch.kernel_offset, KERNEL_ALIGN), [])
+    low_end = growing[-1].end if growing else kernel.end
     size = len(image) if image is not None else 0
     # The blob's size does not depend on the addresses in it (fixed cell widths), so a first
     # build with the final shape tells where the top of RAM leaves room for it.
@@ -380,17 +536,17 @@ def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdlin
         initrd=(ram_start, ram_start + size) if image else None,
         bootargs=cmdline,
     )
-    fdt_start = align_down(ram_end - len(probe), PAGE_SIZE)
+    fdt_start = align_down(top - len(probe), PAGE_SIZE)
     initrd: Region | None = None
     if image is not None:
         start = align_down(fdt_start - size, PAGE_SIZE)
-        if start < kernel.end:
+        if start < low_end:
             raise BootError(
                 f"initrd of {size} bytes does not fit in RAM {ram_start:#x}-{ram_end:#x} "
                 f"above a {machine.kernel_size:#x}-byte kernel"
             )
         initrd = Region("initrd", start, start + size)
-    if kernel.end > fdt_start:
+    if low_end > fdt_start:
         raise BootError(
             f"kernel of {machine.kernel_size:#x} bytes does not fit in RAM {ram_start:#x}-{ram_end:#x}"
         )
@@ -401,29 +557,51 @@ def _place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdlin
     )
     assert len(blob) == len(probe)
     tree = DeviceTree.from_bytes(blob)
-    return _Layout(
-        tree,
-        blob,
-        "bootmem,virt",
-        kernel,
-        Region("Device tree", fdt_start, fdt_start + len(blob)),
-        [],
-        initrd,
+    return Layout(
+        tree=tree,
+        dtb=blob,
+        model="bootmem,virt",
+        ram=[Region("System RAM", ram_start, ram_end)],
+        holes=holes,
+        kernel=kernel,
+        growing=growing,
+        fdt=Region("Device tree", fdt_start, fdt_start + len(blob)),
+        firmware=[],
+        initrd=initrd,
     )
 
 
-def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes, cmdline: str) -> _Layout:
+def _place_kernel(machine: Machine, start: int, firmware: list[Region]) -> tuple[Region, list[Region]]:
+    """The kernel image at ``start`` or the next 2 MiB boundary clear of ``firmware``, then the
+    reservations that grow with RAM right above it (memblock allocates them early, near the kernel
+    in the model; where they lie does not change any figure)."""
+    ram_size = machine.ram_size
+    sizes = [("struct pages", machine.arch.memmap_bytes(ram_size))]
+    sizes += [(f"{name} hash table", n) for name, n in machine.arch.hash_tables(ram_size)]
+    sizes = [(name, n) for name, n in sizes if n]
+    footprint = machine.kernel_size + sum(n for _name, n in sizes)
+    while any(_overlaps(start, start + footprint, f) for f in firmware):
+        start += KERNEL_ALIGN
+    kernel = Region("Kernel image", start, start + machine.kernel_size)
+    growing: list[Region] = []
+    at = align_up(kernel.end, PAGE_SIZE)
+    for name, n in sizes:
+        growing.append(Region(name, at, at + n))
+        at += n
+    return kernel, growing
+
+
+def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> Layout:
     tree = DeviceTree.from_bytes(dtb)
     memory = tree.memory
     if not memory:
         raise BootError("device tree declares no memory (no /memory node with a reg)")
+    ram = [Region("System RAM", r.start, r.end) for r in memory]
     firmware = [Region(r.name, r.start, r.end) for r in [*tree.memreserve, *tree.reserved_memory]]
-    first = memory[0]
-    kernel_start = align_up(first.start, KERNEL_ALIGN)
-    while any(_overlaps(kernel_start, kernel_start + machine.kernel_size, f) for f in firmware):
-        kernel_start += KERNEL_ALIGN
-    kernel = Region("Kernel image", kernel_start, kernel_start + machine.kernel_size)
+    kernel, growing = _place_kernel(machine, align_up(memory[0].start, KERNEL_ALIGN), firmware)
     top = max(r.end for r in memory)
+    # A bootloader copies the blob's totalsize bytes; a file may be padded past them (QEMU's
+    # -machine dumpdtb writes a 1 MiB buffer).
     fdt_start = align_down(top - tree.totalsize, PAGE_SIZE)
     fdt = Region("Device tree", fdt_start, fdt_start + tree.totalsize)
     chosen = tree.initrd
@@ -443,8 +621,18 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes, cmdl
     elif image is not None:
         start = align_down(fdt_start - len(image), PAGE_SIZE)
         initrd = Region("initrd", start, start + len(image))
-    model = "bootmem,dtb"
-    return _Layout(tree, dtb, model, kernel, fdt, firmware, initrd)
+    return Layout(
+        tree=tree,
+        dtb=dtb,
+        model="bootmem,dtb",
+        ram=ram,
+        holes=[],
+        kernel=kernel,
+        growing=growing,
+        fdt=fdt,
+        firmware=firmware,
+        initrd=initrd,
+    )
 
 
 def _overlaps(start: int, end: int, region: Region) -> bool:
@@ -454,27 +642,6 @@ def _overlaps(start: int, end: int, region: Region) -> bool:
 def _check_in_ram(region: Region, ram: list[Region]) -> None:
     if not any(r.start <= region.start and region.end <= r.end for r in ram):
         raise BootError(f"{region.name} {region.start:#x}-{region.end:#x} is not inside RAM")
-
-
-def _reserve_initrd(
-    pa: PageAllocator, tree: DeviceTree, ram: list[Region], log: BootLog, placed: Region | None
-) -> tuple[Region | None, str | None]:
-    """init/initramfs.c ``reserve_initrd_mem``: check the page-rounded range, then reserve it."""
-    if placed is None:
-        return None, None
-    start = align_down(placed.start, PAGE_SIZE)
-    size = align_up(placed.end - start, PAGE_SIZE)
-    where = f"INITRD: 0x{start:08x}+0x{size:08x}"
-    if not any(r.start <= start and start + size <= r.end for r in ram):
-        message = f"{where} is not a memory region - disabling initrd"
-        log.printk(message, level="err")
-        return None, message
-    if any(s < start + size and start < e for _name, s, e in pa.reserved_regions()):
-        log.printk(f"{where} overlaps in-use memory region", level="err")
-        log.printk(" - disabling initrd", level="err")
-        return None, f"{where} overlaps in-use memory region - disabling initrd"
-    pa.reserve(placed.start, placed.end, name="initrd")
-    return placed, None
 
 
 def _log_unpack(result: UnpackResult, report: BootReport, log: BootLog) -> None:

@@ -46,6 +46,10 @@ HOLE: Final = "(no RAM)"
 
 _RESERVED: Final[dict[str, Owner]] = {
     "Kernel image": "kernel",
+    # What the kernel allocates from memblock as it grows with RAM (bootmem.kernel.arch).
+    "struct pages": "kernel",
+    "Dentry cache hash table": "kernel",
+    "Inode-cache hash table": "kernel",
     "Device tree": "device tree",
     "initrd": "initrd",
 }

@@ -1,0 +1,178 @@
+"""Architecture profiles: the memory a kernel holds before its page allocator comes up.
+
+Linux's ``Memory: A/T available (... R reserved ...)`` line has a part that does not depend on
+RAM - the kernel image, its bss, the first MiB on x86, early page tables, per-CPU areas - and a
+part that grows with RAM, allocated from memblock before ``memblock_free_all``:
+
+- the ``struct page`` array (``sizeof(struct page)`` = 64 bytes per 4 KiB page); with
+  ``CONFIG_SPARSEMEM_VMEMMAP`` it is allocated a whole memory section (128 MiB on x86_64) at a
+  time (``sparse_init_nid``), so it grows in steps of 2 MiB;
+- the dentry and inode hash tables (``vfs_caches_init_early`` -> ``alloc_large_system_hash``:
+  one 8-byte bucket per ``2**scale`` bytes of ``nr_kernel_pages``, rounded up to a power of two;
+  ``dhash_entries`` scale 13, ``ihash_entries`` scale 14);
+- and holes that are not RAM at all (page 0, the legacy ``[0x9f000, 0x100000)`` and what the
+  firmware keeps at the top; x86's ``trim_bios_range`` and e820), which ``T`` leaves out.
+
+An :class:`ArchProfile` states those rules for one architecture and carries the fixed part,
+calibrated against a real kernel's logs (``tests/kernel/data/``).  :func:`fit_fixed` calibrates
+the fixed part from one ``Memory:`` line; :func:`fit_two` fits the fixed part and the size of a
+``struct page`` from two lines at different RAM sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bootmem.errors import UsageError
+from bootmem.mm import PAGE_SIZE
+from bootmem.units import align_up, format_k
+
+#: Bytes of one hash bucket (``struct hlist_bl_head`` / ``struct hlist_head``: one pointer).
+HASH_BUCKET = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ArchProfile:
+    """How one architecture's kernel reserves memory at boot, as a function of RAM.
+
+    ``fixed`` is reserved whatever the RAM size (the model reserves it as the kernel image);
+    ``struct_page`` bytes per page of RAM, allocated ``section`` bytes of RAM at a time;
+    ``hash_scales`` the ``scale`` of each large system hash allocated before the allocator
+    comes up; ``low_holes`` byte ranges, as offsets from the RAM base, and ``top_hole`` bytes
+    at the top of RAM that are not RAM (they are absent from the ``Memory:`` line's total);
+    ``kernel_offset`` where the kernel image is loaded, from the RAM base.
+    """
+
+    name: str
+    fixed: int
+    struct_page: int = 64
+    section: int = 128 << 20
+    hash_scales: tuple[tuple[str, int], ...] = (("Dentry cache", 13), ("Inode-cache", 14))
+    low_holes: tuple[tuple[int, int], ...] = ()
+    top_hole: int = 0
+    kernel_offset: int = 0
+
+    @property
+    def hole_bytes(self) -> int:
+        """Bytes of the machine's RAM size that are not RAM."""
+        return sum(end - start for start, end in self.low_holes) + self.top_hole
+
+    def memmap_bytes(self, ram_size: int) -> int:
+        """The ``struct page`` array for ``ram_size`` bytes of RAM: whole sections of it."""
+        sections = -(-ram_size // self.section)
+        return align_up(sections * (self.section // PAGE_SIZE) * self.struct_page, PAGE_SIZE)
+
+    def hash_tables(self, ram_size: int) -> list[tuple[str, int]]:
+        """Each early hash table's (name, bytes) for ``ram_size`` bytes of RAM.
+
+        ``alloc_large_system_hash`` sizes from ``nr_kernel_pages``: the pages present less the
+        ``struct page`` array, rounded up to a MiB, then one bucket per ``2**scale`` bytes,
+        rounded up to a power of two, at least a page.
+        """
+        present = (ram_size - self.hole_bytes - self.memmap_bytes(ram_size)) // PAGE_SIZE
+        per_mib = (1 << 20) // PAGE_SIZE
+        kernel_pages = -(-present // per_mib) * per_mib
+        tables = []
+        for name, scale in self.hash_scales:
+            entries = max(1, (kernel_pages * PAGE_SIZE) >> scale)
+            entries = 1 << (entries - 1).bit_length()
+            tables.append((name, max(PAGE_SIZE, entries * HASH_BUCKET)))
+        return tables
+
+    def growing(self, ram_size: int) -> int:
+        """Bytes reserved at boot that depend on ``ram_size``: the struct pages and hash tables."""
+        return self.memmap_bytes(ram_size) + sum(n for _name, n in self.hash_tables(ram_size))
+
+    def reserved(self, ram_size: int) -> int:
+        """Bytes the ``Memory:`` line calls reserved with no initrd: fixed plus growing."""
+        return self.fixed + self.growing(ram_size)
+
+
+#: Flat: only the kernel image is reserved, nothing grows with RAM (bootmem's own virt machine).
+FLAT = ArchProfile(name="flat", fixed=16 << 20, struct_page=0, hash_scales=())
+
+#: Debian's 6.1 amd64 kernel under QEMU's ``pc`` machine (SeaBIOS), calibrated from its logs at
+#: 128M to 2G: 54436K fixed (54432K kernel plus the model's device-tree page); page 0, the
+#: ``[0x9f000, 0x100000)`` hole and SeaBIOS's top 128 KiB are not RAM; the model loads the kernel above
+#: the first MiB.
+X86_64 = ArchProfile(
+    name="x86_64",
+    fixed=54432 << 10,
+    low_holes=((0, PAGE_SIZE), (0x9F000, 0x100000)),
+    top_hole=128 << 10,
+    kernel_offset=1 << 20,
+)
+
+PROFILES: dict[str, ArchProfile] = {p.name: p for p in (FLAT, X86_64)}
+
+
+def profile(name: str) -> ArchProfile:
+    """The profile called ``name``; :class:`UsageError` naming the known ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise UsageError(f"unknown architecture profile {name!r} (known: {known})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLine:
+    """The figures of one ``Memory:`` line: total RAM, and reserved less the initrd, in bytes."""
+
+    total: int
+    reserved: int
+    initrd: int
+
+    @property
+    def held(self) -> int:
+        """What the kernel held for itself: ``reserved`` less the initrd."""
+        return self.reserved - self.initrd
+
+
+def ram_size_of(arch: ArchProfile, total: int) -> int:
+    """The machine's RAM size (QEMU's ``-m``) whose ``Memory:`` line says ``total`` bytes."""
+    return total + arch.hole_bytes
+
+
+def fit_fixed(arch: ArchProfile, line: MemoryLine, *, dtb_bytes: int = PAGE_SIZE) -> ArchProfile:
+    """``arch`` with its fixed part calibrated from one ``Memory:`` line.
+
+    The growing part stays the profile's, so a log taken at 512M predicts 344M.  ``dtb_bytes``
+    is what the model reserves for its device tree, taken off the fixed part.  Raises
+    :class:`UsageError` when the line leaves nothing for the kernel.
+    """
+    fixed = line.held - arch.growing(ram_size_of(arch, line.total)) - dtb_bytes
+    if fixed <= 0:
+        raise UsageError(
+            f"the Memory: line's {format_k(line.reserved)} reserved leave no room for a kernel "
+            f"once the {format_k(line.initrd)} initrd and the {arch.name} profile's growing part "
+            "are taken off"
+        )
+    return replace(arch, fixed=align_up(fixed, PAGE_SIZE))
+
+
+def fit_two(arch: ArchProfile, a: MemoryLine, b: MemoryLine, *, dtb_bytes: int = PAGE_SIZE) -> ArchProfile:
+    """``arch`` with its fixed part and ``struct_page`` size fitted to two ``Memory:`` lines.
+
+    The two lines must come from machines whose struct page arrays differ (RAM sizes at least a
+    section apart); otherwise :class:`UsageError`.
+    """
+    ram_a, ram_b = ram_size_of(arch, a.total), ram_size_of(arch, b.total)
+    pages_a = -(-ram_a // arch.section) * (arch.section // PAGE_SIZE)
+    pages_b = -(-ram_b // arch.section) * (arch.section // PAGE_SIZE)
+    if pages_a == pages_b:
+        raise UsageError(
+            f"logs at {format_k(a.total)} and {format_k(b.total)} have the same struct page array: "
+            f"give two logs at least {arch.section >> 20}M apart"
+        )
+    hashes_a = sum(n for _name, n in arch.hash_tables(ram_a))
+    hashes_b = sum(n for _name, n in arch.hash_tables(ram_b))
+    slope = ((b.held - hashes_b) - (a.held - hashes_a)) / (pages_b - pages_a)
+    struct_page = round(slope)
+    if struct_page <= 0:
+        raise UsageError(
+            f"the logs at {format_k(a.total)} and {format_k(b.total)} reserve less with more RAM: "
+            "are they from the same kernel?"
+        )
+    fitted = replace(arch, struct_page=struct_page)
+    return fit_fixed(fitted, a, dtb_bytes=dtb_bytes)

@@ -1,0 +1,93 @@
+"""Architecture profiles against Debian 6.1's amd64 kernel booted under QEMU at 128M to 2G.
+
+The logs in ``data/debian-6.1-amd64`` are that kernel's serial console, booted with
+``qemu-system-x86_64 -accel tcg -m SIZE -kernel vmlinuz-6.1.0-57-amd64 -initrd busybox.cpio``
+(a 1983488-byte busybox initrd), up to ``Freeing initrd memory``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bootmem.errors import UsageError
+from bootmem.kernel.arch import X86_64, fit_fixed, fit_two, profile, ram_size_of
+from bootmem.kernel.boot import Machine, boot
+from bootmem.report.budget import Calibration, parse_dmesg
+from bootmem.units import parse_size
+
+DATA = Path(__file__).parent / "data" / "debian-6.1-amd64"
+SIZES = ["128M", "256M", "344M", "352M", "512M", "1G", "2G"]
+INITRD_BYTES = 1983488  # the busybox initrd of every log
+
+
+def log(size: str) -> str:
+    return (DATA / f"qemu-pc-{size}.log").read_text()
+
+
+def calibration(size: str) -> Calibration:
+    return parse_dmesg(log(size))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ram_size_from_the_memory_lines_total(size: str) -> None:
+    c = calibration(size)
+    assert c.arch == "x86_64"
+    assert ram_size_of(X86_64, c.ram_bytes) == parse_size(size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_hash_tables_are_the_sizes_linux_printed(size: str) -> None:
+    printed = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(
+            r"\] (Dentry cache|Inode-cache) hash table entries: \d+ \(order: \d+, (\d+) bytes", log(size)
+        )
+    }
+    modelled = {name: n for name, n in X86_64.hash_tables(parse_size(size))}
+    assert modelled == printed
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_model_prints_linuxs_memory_total_and_reserved(size: str) -> None:
+    """The model's Memory: line on the x86_64 profile, with an initrd of the logs' size."""
+    c = calibration(size)
+    ram = parse_size(size)
+    report = boot(bytes(INITRD_BYTES), machine=Machine.for_arch(X86_64, ram), no_builtin=True)
+    try:
+        assert report.total_pages * 4096 == c.ram_bytes
+        assert report.reserved_pages_at_init * 4096 == c.reserved_bytes
+        # Linux's available figure is lower: per-CPU areas and deferred struct page init
+        # (above ~1G) are taken before it prints; totalram, which tmpfs's limit uses, is the same.
+        assert report.available_pages * 4096 == c.ram_bytes - c.reserved_bytes
+    finally:
+        assert report.allocator is not None
+        report.rootfs = None
+        report.allocator.close()
+
+
+@pytest.mark.parametrize("source", SIZES)
+def test_one_log_predicts_every_other_size(source: str) -> None:
+    fitted = fit_fixed(X86_64, calibration(source).memory_line)
+    assert fitted.fixed == X86_64.fixed
+    for size in SIZES:
+        c = calibration(size)
+        predicted = fitted.reserved(parse_size(size)) + 4096 + c.initrd_bytes
+        assert predicted == c.reserved_bytes, size
+
+
+def test_two_logs_fit_the_struct_page_size() -> None:
+    flat_guess = fit_two(profile("x86_64"), calibration("512M").memory_line, calibration("2G").memory_line)
+    assert flat_guess.struct_page == 64 and flat_guess.fixed == X86_64.fixed
+
+
+def test_two_logs_in_one_section_cannot_fit() -> None:
+    with pytest.raises(UsageError, match="same struct page array"):
+        fit_two(X86_64, calibration("344M").memory_line, calibration("352M").memory_line)
+
+
+def test_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(UsageError, match=r"'arm' .*flat, x86_64"):
+        profile("arm")
