@@ -7,9 +7,10 @@ import random
 import pytest
 
 from bootmem.errors import BootError, UsageError
-from bootmem.kernel.boot import Machine, boot
+from bootmem.kernel.arch import X86_64
+from bootmem.kernel.boot import BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
-from bootmem.report.budget import find_budget, parse_dmesg
+from bootmem.report.budget import Budget, find_budget, parse_dmesg
 from tests.report.conftest import make_image
 
 DMESG = """\
@@ -22,47 +23,98 @@ DMESG = """\
 """
 
 
-def _boots(image: bytes, ram: int, kernel: int, cmdline: str = "", init_free: int = 0) -> bool:
-    report = boot(image, machine=Machine(ram_size=ram, kernel_size=kernel), cmdline=cmdline)
-    return report.ok and report.init is not None and report.free_pages_end * PAGE_SIZE >= init_free
+def _boot(budget: Budget, image: bytes, ram: int, retain: bool) -> BootReport:
+    """``image`` booted with ``ram`` bytes as the budget's search and ``bootmem boot`` boot it."""
+    cmdline = " ".join([budget.cmdline, *(["retain_initrd"] if retain else [])]).strip()
+    report = boot(
+        image,
+        machine=Machine(ram_size=ram, kernel_size=budget.kernel_size, arch=budget.arch),
+        cmdline=cmdline,
+        rootfs_size=budget.rootfs_size,
+        rootfs_share=budget.rootfs_share,
+    )
+    assert report.allocator is not None
+    report.rootfs = None
+    report.allocator.close()
+    return report
+
+
+def _boots(budget: Budget, report: BootReport) -> bool:
+    return report.ok and report.init is not None and report.free_pages_end * PAGE_SIZE >= budget.init_free
+
+
+def assert_boundary(budget: Budget, image: bytes) -> dict[bool, BootReport]:
+    """Both answers boot and one step less does not; returns the failing boots below them."""
+    below = {}
+    for retain, result in ((False, budget.released), (True, budget.retained)):
+        assert result.min_ram % result.step == 0
+        assert _boots(budget, _boot(budget, image, result.min_ram, retain)), (retain, result)
+        below[retain] = _boot(budget, image, result.min_ram - result.step, retain)
+        assert not _boots(budget, below[retain]), (retain, result)
+    return below
 
 
 def test_min_ram_boots_and_one_step_less_does_not() -> None:
     data = random.Random(7).randbytes(500_000)
     image = make_image({"lib/a.so": data, "bin/b": b"x" * 300_000}, compression="gzip")
     budget = find_budget(image, kernel_size=2 << 20, init_free=1 << 20)
-    r = budget.released
-    assert r.step == 64 << 10 and r.min_ram % r.step == 0
-    assert _boots(image, r.min_ram, 2 << 20, init_free=1 << 20)
-    assert not _boots(image, r.min_ram - r.step, 2 << 20, init_free=1 << 20)
-    assert r.boots < 20
-    t = budget.retained
+    r, t = budget.released, budget.retained
+    assert r.step == 64 << 10 and r.boots < 20
+    below = assert_boundary(budget, image)
+    assert budget.released.limit == "init" and below[False].unpack_error is None
     assert t.min_ram > r.min_ram
-    assert _boots(image, t.min_ram, 2 << 20, "retain_initrd", 1 << 20)
-    assert not _boots(image, t.min_ram - t.step, 2 << 20, "retain_initrd", 1 << 20)
     assert budget.release_wins == t.min_ram - r.min_ram
     assert budget.freed >= len(image) // PAGE_SIZE * PAGE_SIZE
     assert budget.peak["initrd"] > 0 and budget.peak["rootfs"] > 0 and budget.peak["kernel"] == 2 << 20
-    assert "min" in "min_ram_bytes" and budget.to_json()["min_ram_bytes"] == r.min_ram
+    assert budget.to_json()["min_ram_bytes"] == r.min_ram
 
 
-def test_tmpfs_half_of_ram_bites_first() -> None:
-    # 12 MiB of zeros compress to almost nothing: RAM must be 24 MiB for tmpfs, far more than
-    # the pages kernel + initrd + rootfs need.
+def test_tmpfs_half_of_the_free_pages_bites_first() -> None:
+    # 12 MiB of zeros compress to almost nothing: tmpfs's half of the pages the allocator
+    # manages bites long before the pages kernel + initrd + rootfs need.
     image = make_image({"zeros": bytes(12 << 20)}, compression="gzip")
     budget = find_budget(image, kernel_size=1 << 20, init_free=0)
     assert budget.released.limit == "tmpfs"
-    assert "must fit in tmpfs's half of RAM" in budget.released.reason
-    assert budget.released.min_ram >= 24 << 20
+    assert "must fit in tmpfs's half of the pages free when the allocator came up" in budget.released.reason
+    below = assert_boundary(budget, image)
+    for report in below.values():
+        assert report.unpack_error == "write error"
+        assert report.rootfs_limit_pages == report.available_pages // 2 == report.rootfs_pages
     # retain_initrd changes nothing when tmpfs bites
     assert budget.retained.min_ram == budget.released.min_ram
 
 
-def test_physical_pages_bite_with_a_big_tmpfs_share() -> None:
+def test_physical_pages_bite_with_a_big_tmpfs_size() -> None:
     image = make_image({"data": bytes(range(256)) * 8192}, compression="gzip")
-    budget = find_budget(image, kernel_size=4 << 20, rootfs_share=1.0, init_free=0)
+    budget = find_budget(image, kernel_size=4 << 20, rootfs_size=1 << 30, init_free=0)
     assert budget.released.limit == "pages"
     assert "must all fit in RAM's pages" in budget.released.reason
+    below = assert_boundary(budget, image)
+    assert below[False].unpack_error == "write error"
+    assert below[False].rootfs_pages < below[False].rootfs_limit_pages
+
+
+def test_tmpfs_share_is_of_the_free_pages() -> None:
+    """``size=25%``: a quarter of the pages free when the allocator came up, as boot sets it."""
+    image = make_image({"zeros": bytes(4 << 20)}, compression="gzip")
+    budget = find_budget(image, kernel_size=1 << 20, rootfs_share=0.25, init_free=0)
+    assert budget.released.limit == "tmpfs" and "tmpfs's 25% of the pages free" in budget.released.reason
+    below = assert_boundary(budget, image)
+    assert below[False].rootfs_limit_pages == -(-below[False].available_pages // 4)
+
+
+def test_x86_64_profile_struct_pages_and_hash_tables_count() -> None:
+    # 300 MiB of zeros: at that size the struct pages and hash tables are ~5 MiB of reserved
+    # memory the flat profile does not know about.
+    image = make_image({"zeros": bytes(150 << 20)}, compression="gzip")
+    budget = find_budget(image, arch=X86_64, init_free=0, step=1 << 20)
+    assert budget.kernel_size == X86_64.fixed
+    below = assert_boundary(budget, image)
+    assert below[False].unpack_error == "write error" and budget.released.limit == "tmpfs"
+    # tmpfs holds 150 MiB: the allocator must manage 300 MiB, above what the kernel holds.
+    ram = budget.released.min_ram
+    held = X86_64.fixed + X86_64.growing(ram) + PAGE_SIZE + X86_64.hole_bytes
+    assert ram - held >= 2 * (150 << 20) + 2 * PAGE_SIZE > ram - (1 << 20) - held
 
 
 def test_an_image_without_init_does_not_boot_at_any_size() -> None:

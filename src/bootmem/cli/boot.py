@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bootmem.cli.output import print_json
-from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE, DEFAULT_RAM_BASE, BootReport, Machine, boot
+from bootmem.kernel.arch import profile
+from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
 from bootmem.kernel.example import example_image
 from bootmem.mm import PAGE_SIZE, AllocatorEvent
 from bootmem.report.owners import Owner
@@ -68,6 +69,12 @@ def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mem", default="256M", metavar="SIZE", help="RAM size (default 256M)")
     p.add_argument(
+        "--arch",
+        metavar="PROFILE",
+        help="what the kernel holds as RAM grows: x86_64 (Debian 6.1's kernel under QEMU: struct pages, "
+        "hash tables, the first MiB; the default) or flat (the kernel image alone; the default with --dtb)",
+    )
+    p.add_argument(
         "--base",
         default=hex(DEFAULT_RAM_BASE),
         metavar="ADDR",
@@ -75,9 +82,9 @@ def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--kernel-size",
-        default=f"{DEFAULT_KERNEL_SIZE >> 20}M",
         metavar="SIZE",
-        help="kernel image size, reserved at the bottom of RAM (default 16M)",
+        help="the kernel's fixed footprint, reserved at the bottom of RAM (default: the profile's, "
+        "54432K for x86_64, 16M for flat)",
     )
     p.add_argument(
         "--cmdline",
@@ -88,26 +95,27 @@ def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rootfs-size",
         metavar="SIZE|PCT",
-        help="tmpfs size limit: bytes (64M) or a percentage of RAM (50%%, the default)",
+        help="tmpfs size limit: bytes (64M) or a percentage of the pages free when the allocator came "
+        "up, as tmpfs's size=N%% (default 50%%, Linux's)",
     )
 
 
 def machine_from(args: argparse.Namespace) -> Machine:
+    arch = profile(args.arch or ("flat" if getattr(args, "dtb", None) is not None else "x86_64"))
     return Machine(
         ram_size=parse_size(args.mem),
         ram_base=parse_address(args.base),
-        kernel_size=parse_size(args.kernel_size),
+        kernel_size=parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed,
+        arch=arch,
     )
 
 
-def rootfs_limit(text: str | None, ram_bytes: int) -> int | None:
-    """``--rootfs-size``: ``"50%"`` of RAM or a size; None for the default (half of RAM)."""
+def rootfs_limit(text: str | None) -> tuple[float | None, int | None]:
+    """``--rootfs-size``: ``(share, None)`` for ``"50%"``, ``(None, bytes)`` for a size, both None
+    for the default (half of the pages free when the allocator came up)."""
     if text is None:
-        return None
-    share, size = parse_size_or_share(text)
-    if share is not None:
-        return int(ram_bytes * share) // PAGE_SIZE * PAGE_SIZE
-    return size
+        return None, None
+    return parse_size_or_share(text)
 
 
 def read_initrd(path: Path | None) -> bytes:
@@ -124,12 +132,14 @@ def run(args: argparse.Namespace) -> int:
     machine = machine_from(args)
     image = read_initrd(args.initrd)
     dtb = args.dtb.read_bytes() if args.dtb is not None else None
+    share, size = rootfs_limit(args.rootfs_size)
     options: dict[str, Any] = {
         "machine": machine,
         "dtb": dtb,
         "cmdline": args.cmdline,
         "free_policy": args.free_policy,
-        "rootfs_size": rootfs_limit(args.rootfs_size, machine.ram_size),
+        "rootfs_size": size,
+        "rootfs_share": share,
     }
     timeline = None
     with progress_bar("unpacking into rootfs", unit="bytes") as bar:

@@ -20,30 +20,39 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Boot IMAGE on modelled machines of different RAM sizes and report: the peak memory while "
             "unpacking and who holds it, what releasing the initrd gives back, and the smallest RAM that "
             "boots the image (bisected to 64 KiB: that size boots, 64 KiB less does not) with the limit "
-            "that bites first - tmpfs's share of RAM, the physical pages, or the free memory init needs - "
-            "both with the initrd released and with retain_initrd. A machine boots when unpacking "
-            "succeeds, an init is found and --init-free is left free."
+            "that bites first - tmpfs's limit (half of the pages free when the allocator came up), the "
+            "physical pages, or the free memory init needs - both with the initrd released and with "
+            "retain_initrd. A machine boots when unpacking succeeds, an init is found and --init-free "
+            "is left free; every boot is the one `bootmem boot --mem SIZE` runs with the same options."
         ),
     )
     p.add_argument("image", type=Path, metavar="IMAGE")
     p.add_argument(
+        "--arch",
+        metavar="PROFILE",
+        help="what the kernel holds as RAM grows: x86_64 (Debian 6.1's kernel under QEMU; the default, "
+        "or the log's) or flat (the kernel image alone)",
+    )
+    p.add_argument(
         "--kernel-size",
         metavar="SIZE",
-        help="the kernel's own footprint, reserved at the bottom of RAM (default 16M, or from --from-log)",
+        help="the kernel's fixed footprint (default: the profile's, or fitted by --from-log)",
     )
     p.add_argument(
         "--rootfs-size",
         metavar="PCT|SIZE",
-        default="50%",
-        help="tmpfs size limit: a percentage of RAM (default 50%%, Linux's) or a fixed size",
+        help="tmpfs size limit: a percentage of the pages free when the allocator came up, as tmpfs's "
+        "size=N%% (default 50%%, Linux's), or a fixed size",
     )
     p.add_argument("--cmdline", default="", metavar="STR", help="kernel command line (initramfs_async=0|1)")
     p.add_argument(
         "--from-log",
         type=Path,
+        action="append",
         metavar="DMESG",
         help="a real kernel's boot log: its Memory:, RAMDISK: and Freeing initrd memory: lines "
-        "calibrate the kernel's footprint",
+        "calibrate the kernel's fixed footprint; give it twice, with logs at RAM sizes 128M apart "
+        "or more, to fit the part that grows with RAM too",
     )
     p.add_argument(
         "--init-free",
@@ -57,19 +66,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bootmem.cli.progress import progress_bar
-    from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE
-    from bootmem.report.budget import DEFAULT_STEP, find_budget, parse_dmesg
+    from bootmem.kernel.arch import profile
+    from bootmem.report.budget import DEFAULT_STEP, calibrate, find_budget, parse_dmesg
 
-    calibration = None
-    if args.from_log is not None:
+    logs = tuple(
+        parse_dmesg(path.read_text(encoding="utf-8", errors="replace"), where=str(path))
+        for path in args.from_log or ()
+    )
+    # A log whose kernel no profile matches is calibrated flat: its whole footprint, fixed.
+    arch = profile(args.arch or ((logs[0].arch or "flat") if logs else "x86_64"))
+    if logs:
         if args.kernel_size is not None:
             raise UsageError("give --kernel-size or --from-log, not both")
-        text = args.from_log.read_text(encoding="utf-8", errors="replace")
-        calibration = parse_dmesg(text, where=str(args.from_log))
-        kernel_size = calibration.kernel_size
-    else:
-        kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else DEFAULT_KERNEL_SIZE
-    share, size = parse_size_or_share(args.rootfs_size)
+        arch = calibrate(arch, list(logs))
+    kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed
+    share, size = parse_size_or_share(args.rootfs_size) if args.rootfs_size else (None, None)
     image = args.image.read_bytes()
     with progress_bar("budget", total=None) as bar:
 
@@ -79,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
         budget = find_budget(
             image,
             kernel_size=kernel_size,
+            arch=arch,
             rootfs_share=share,
             rootfs_size=size,
             cmdline=args.cmdline,
             init_free=parse_size(args.init_free),
             step=DEFAULT_STEP,
-            calibration=calibration,
+            calibrations=logs,
             progress=progress,
         )
     if args.json:
@@ -103,20 +115,23 @@ def render(budget: Any, *, source: str) -> str:
 
     released, retained = budget.released, budget.retained
     lines = [f"image          {source}: {size(budget.image_bytes)}, {size(budget.data_bytes)} of file data"]
-    if budget.calibration is not None:
-        c = budget.calibration
-        lines.append(
-            f"kernel         {size(budget.kernel_size)}, calibrated from the log: {c.reserved_bytes >> 10}K "
-            f"reserved at {c.ram_bytes >> 10}K RAM, less the {c.initrd_bytes >> 10}K initrd "
-            "and a device tree page"
-        )
-    else:
-        lines.append(f"kernel         {size(budget.kernel_size)}")
-    tmpfs = (
-        f"{budget.rootfs_share:.0%} of RAM"
-        if budget.rootfs_share is not None
-        else f"{size(budget.rootfs_size)}"
+    arch = budget.arch
+    grows = (
+        f"; struct pages ({arch.struct_page} B per page) and hash tables grow with RAM"
+        if arch.struct_page
+        else ""
     )
+    lines.append(f"kernel         {size(budget.kernel_size)} fixed, {arch.name} profile{grows}")
+    for c in budget.calibrations:
+        lines.append(
+            f"calibration    {c.reserved_bytes >> 10}K reserved at {c.ram_bytes >> 10}K RAM, "
+            f"{c.initrd_bytes >> 10}K of it the initrd"
+        )
+    if budget.rootfs_size is not None:
+        tmpfs = size(budget.rootfs_size)
+    else:
+        share = budget.rootfs_share if budget.rootfs_share is not None else 0.5
+        tmpfs = f"{share:.0%} of the pages free when the allocator came up"
     lines.append(f"tmpfs limit    {tmpfs}; init needs {size(budget.init_free)} free")
     parts = ", ".join(f"{owner} {size(n)}" for owner, n in budget.peak.items() if n)
     lines.append(f"peak           {size(budget.peak_used)} in use while unpacking: {parts}")

@@ -2,9 +2,12 @@
 
 :func:`find_budget` boots the image on machines of different RAM sizes and bisects for the
 smallest that boots, once with the initrd released after unpacking (Linux's default) and once
-with ``retain_initrd``.  A machine *boots* when unpacking succeeds, an init is found and at
-least ``init_free`` bytes are free when init starts.  Booting is assumed monotonic in RAM (more
-RAM never hurts), which holds for the model: RAM only adds free pages and raises tmpfs's limit.
+with ``retain_initrd``.  Every boot is :func:`~bootmem.kernel.boot.boot` on a
+:class:`~bootmem.kernel.boot.Machine` of the architecture profile given, so ``bootmem boot``
+with the answer boots and one step less does not.  A machine *boots* when unpacking succeeds,
+an init is found and at least ``init_free`` bytes are free when init starts.  Booting is
+assumed monotonic in RAM (more RAM never hurts), which holds for the model: RAM adds free
+pages and raises tmpfs's limit faster than it adds struct pages and hash tables.
 
 The search starts from a lower bound computed from the image's decompressed file sizes (read
 once), doubles a gap above it until a size boots, then bisects to ``step`` bytes (64 KiB by
@@ -22,8 +25,10 @@ from typing import Any, Literal
 
 from bootmem import initramfs
 from bootmem.errors import BootError, UsageError
+from bootmem.fs.tmpfs import shmem_limits
 from bootmem.initramfs.cpio import Entry
-from bootmem.kernel.boot import DEFAULT_KERNEL_SIZE, DEFAULT_RAM_BASE, BootReport, Machine, boot
+from bootmem.kernel.arch import FLAT, ArchProfile, MemoryLine, fit_fixed, fit_two
+from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
 from bootmem.report.owners import Owner
 from bootmem.report.timeline import record_boot
@@ -64,8 +69,9 @@ class Calibration:
     (``reserved`` counts everything the kernel held when its page allocator came up, the initrd
     included); ``initrd_bytes`` from ``RAMDISK: [mem ...]`` (page-rounded) or else from
     ``Freeing initrd memory:``.  ``kernel_size`` is the reserved memory less the initrd and one
-    page of device tree: the kernel's footprint at that RAM size (it grows with RAM in Linux,
-    by the page structs, so calibrate with a log from a machine of the size you budget for).
+    page of device tree: the kernel's whole footprint at that RAM size, what the ``flat``
+    profile reserves.  ``arch`` is the profile the log's kernel matches (``x86_64`` when it
+    has an e820 map), or ``None``; :func:`calibrate` fits a profile's fixed part to the log.
     """
 
     ram_bytes: int
@@ -76,6 +82,12 @@ class Calibration:
     initrd_start: int | None
     freed_bytes: int | None
     kernel_size: int
+    arch: str | None = None
+
+    @property
+    def memory_line(self) -> MemoryLine:
+        """The ``Memory:`` line's total and reserved, and the initrd inside reserved."""
+        return MemoryLine(self.ram_bytes, self.reserved_bytes, self.initrd_bytes)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +99,7 @@ class Calibration:
             "initrd_start": self.initrd_start,
             "freed_bytes": self.freed_bytes,
             "kernel_size": self.kernel_size,
+            "arch": self.arch,
         }
 
 
@@ -132,7 +145,26 @@ def parse_dmesg(text: str, *, where: str = "boot log") -> Calibration:
         initrd_start=start,
         freed_bytes=freed,
         kernel_size=kernel,
+        arch="x86_64" if "BIOS-e820:" in text else None,
     )
+
+
+def calibrate(arch: ArchProfile, logs: list[Calibration]) -> ArchProfile:
+    """``arch`` calibrated by one or two real boot logs (:func:`parse_dmesg`).
+
+    One log sets the fixed part only; the part that grows with RAM stays the profile's, so a
+    log taken at 512M predicts 344M.  Two logs at RAM sizes a memory section apart or more fit
+    the fixed part and the ``struct page`` size.  The ``flat`` profile takes the first log's
+    whole footprint.  Raises :class:`UsageError` for no log, more than two, or two that
+    cannot be fitted.
+    """
+    if not logs or len(logs) > 2:
+        raise UsageError(f"give one or two boot logs to calibrate from, not {len(logs)}")
+    if arch.name == FLAT.name:
+        return ArchProfile(name=FLAT.name, fixed=logs[0].kernel_size, struct_page=0, hash_scales=())
+    if len(logs) == 1:
+        return fit_fixed(arch, logs[0].memory_line)
+    return fit_two(arch, logs[0].memory_line, logs[1].memory_line)
 
 
 # --- the image's own figures ---------------------------------------------------------------------
@@ -191,6 +223,7 @@ class Budget:
     image_bytes: int
     data_bytes: int
     kernel_size: int
+    arch: ArchProfile
     rootfs_share: float | None
     rootfs_size: int | None
     init_free: int
@@ -200,7 +233,7 @@ class Budget:
     peak: dict[Owner, int]
     peak_used: int
     freed: int  # what releasing the initrd gave back, at released.min_ram
-    calibration: Calibration | None = None
+    calibrations: tuple[Calibration, ...] = ()
 
     @property
     def release_wins(self) -> int:
@@ -228,7 +261,13 @@ class Budget:
             "release_wins_bytes": self.release_wins,
             "released": self.released.to_json(),
             "retained": self.retained.to_json(),
-            "calibration": self.calibration.to_json() if self.calibration else None,
+            "arch": {
+                "name": self.arch.name,
+                "fixed_bytes": self.arch.fixed,
+                "struct_page_bytes": self.arch.struct_page,
+                "section_bytes": self.arch.section,
+            },
+            "calibration": [c.to_json() for c in self.calibrations],
         }
 
 
@@ -239,18 +278,22 @@ class _Search:
         self,
         image: bytes,
         *,
+        arch: ArchProfile,
         kernel_size: int,
         cmdline: str,
-        limit: Callable[[int], int],
+        rootfs_share: float | None,
+        rootfs_size: int | None,
         init_free: int,
         step: int,
         progress: Progress | None,
         label: str,
     ) -> None:
         self.image = image
+        self.arch = arch
         self.kernel_size = kernel_size
         self.cmdline = cmdline
-        self.limit = limit
+        self.rootfs_share = rootfs_share
+        self.rootfs_size = rootfs_size
         self.init_free = init_free
         self.step = step
         self.progress = progress
@@ -266,9 +309,10 @@ class _Search:
         try:
             report = boot(
                 self.image,
-                machine=Machine(ram_size=ram, kernel_size=self.kernel_size),
+                machine=self.machine(ram),
                 cmdline=self.cmdline,
-                rootfs_size=self.limit(ram),
+                rootfs_size=self.rootfs_size,
+                rootfs_share=self.rootfs_share,
                 poison=None,
             )
         except BootError as exc:
@@ -277,6 +321,10 @@ class _Search:
             report.rootfs = None  # drop the page-backed tree before the RAM goes
             report.allocator.close()
         return report
+
+    def machine(self, ram: int) -> Machine:
+        """The machine of ``ram`` bytes every boot of the search runs on."""
+        return Machine(ram_size=ram, kernel_size=self.kernel_size, arch=self.arch)
 
     def boots_ok(self, result: BootReport | str) -> bool:
         return (
@@ -355,74 +403,79 @@ def _not_memory(result: BootReport | str) -> None:
 def _share_words(share: float | None, size: int | None) -> str:
     if size is not None:
         return f"tmpfs's {format_size(size)} limit"
-    if share == 0.5:
-        return "tmpfs's half of RAM"
-    return f"tmpfs's {share:.0%} of RAM"
+    if share is None or share == 0.5:
+        return "tmpfs's half of the pages free when the allocator came up"
+    return f"tmpfs's {share:.0%} of the pages free when the allocator came up"
 
 
 def find_budget(
     image: bytes,
     *,
-    kernel_size: int = DEFAULT_KERNEL_SIZE,
-    rootfs_share: float | None = 0.5,
+    kernel_size: int | None = None,
+    arch: ArchProfile = FLAT,
+    rootfs_share: float | None = None,
     rootfs_size: int | None = None,
     cmdline: str = "",
     init_free: int = DEFAULT_INIT_FREE,
     step: int = DEFAULT_STEP,
-    calibration: Calibration | None = None,
+    calibrations: tuple[Calibration, ...] = (),
     progress: Progress | None = None,
 ) -> Budget:
     """The RAM budget of ``image`` on the default machine layout (RAM at ``DEFAULT_RAM_BASE``).
 
-    tmpfs's limit is ``rootfs_size`` bytes when given, else ``rootfs_share`` of RAM (Linux's
-    default: half).  ``step`` is the search's granularity, a multiple of the page size.
-    ``progress(what, boots, expected)`` is called before every boot.  Raises :class:`BootError`
-    when the image cannot boot with any RAM (it does not unpack, has no init, or needs more than
-    :data:`MAX_RAM`).
+    Every boot runs on ``Machine(ram_size=..., kernel_size=kernel_size, arch=arch)``
+    (``kernel_size`` defaults to ``arch.fixed``), with tmpfs's limit as ``boot`` sets it:
+    ``rootfs_size`` bytes, or ``rootfs_share`` of the pages free when the allocator came up, or
+    by default half of them (:func:`~bootmem.fs.tmpfs.shmem_limits`).  ``step`` is the
+    search's granularity, a multiple of the page size.  ``progress(what, boots, expected)`` is
+    called before every boot.  Raises :class:`BootError` when the image cannot boot with any
+    RAM (it does not unpack, has no init, or needs more than :data:`MAX_RAM`).
     """
     if step % PAGE_SIZE or step <= 0:
         raise UsageError(f"search step {step} is not a positive multiple of {PAGE_SIZE}")
     if DEFAULT_RAM_BASE % step:
         raise UsageError(f"search step {step:#x} does not divide the RAM base {DEFAULT_RAM_BASE:#x}")
-    if rootfs_size is None and (rootfs_share is None or not 0 < rootfs_share <= 1):
+    if rootfs_size is not None and rootfs_share is not None:
+        raise UsageError("give the rootfs limit as a size or as a share, not both")
+    if rootfs_share is not None and not 0 < rootfs_share <= 1:
         raise UsageError(f"rootfs share {rootfs_share!r} is not in (0, 1]")
-
-    def limit(ram: int) -> int:
-        if rootfs_size is not None:
-            return rootfs_size
-        assert rootfs_share is not None
-        return int(ram * rootfs_share) // PAGE_SIZE * PAGE_SIZE
 
     data = file_data_bytes(image)
     if rootfs_size is not None and data > rootfs_size:
         raise BootError(
             f"rootfs data {format_size(data)} cannot fit in tmpfs's {format_size(rootfs_size)} limit"
         )
-    kernel = align_up(kernel_size, PAGE_SIZE)
+    kernel = align_up(kernel_size if kernel_size is not None else arch.fixed, PAGE_SIZE)
     initrd = align_up(len(image), PAGE_SIZE)
-    # Lower bounds: the pages held at the peak and at init, and tmpfs's share of RAM.
-    held = kernel + PAGE_SIZE + data
-    tmpfs_bound = int(data / rootfs_share) if rootfs_size is None and rootfs_share else 0
+    # Lower bounds, before the part that grows with RAM: the pages held at the peak and at
+    # init, and the pages the allocator must manage for tmpfs's limit to hold the data.
+    held = kernel + arch.hole_bytes + PAGE_SIZE + data
+    tmpfs_pages = shmem_limits(1_000_000, size=rootfs_size, share=rootfs_share)[0]
+    tmpfs_bound = kernel + initrd + data * 1_000_000 // tmpfs_pages if rootfs_size is None else 0
     lower = {
         False: max(held + initrd, held + init_free, tmpfs_bound) - step,
         True: max(held + initrd + init_free, tmpfs_bound) - step,
     }
 
     results: dict[bool, tuple[SearchResult, BootReport]] = {}
+    searches: dict[bool, _Search] = {}
     for retain in (False, True):
         line = " ".join([*cmdline.split(), *(["retain_initrd"] if retain else [])])
         search = _Search(
             image,
+            arch=arch,
             kernel_size=kernel,
             cmdline=line,
-            limit=limit,
+            rootfs_share=rootfs_share,
+            rootfs_size=rootfs_size,
             init_free=init_free,
             step=step,
             progress=progress,
             label="retain_initrd" if retain else "initrd released",
         )
+        searches[retain] = search
         min_ram, ok, below = search.run(lower[retain])
-        which, reason = _why(below, ok, limit, init_free, retain, rootfs_share, rootfs_size)
+        which, reason = _why(below, ok, init_free, retain, rootfs_share, rootfs_size)
         results[retain] = (
             SearchResult(
                 min_ram=min_ram,
@@ -440,9 +493,10 @@ def find_budget(
     released = results[False][0]
     report, timeline = record_boot(
         image,
-        machine=Machine(ram_size=released.min_ram, kernel_size=kernel),
+        machine=searches[False].machine(released.min_ram),
         cmdline=cmdline,
-        rootfs_size=limit(released.min_ram),
+        rootfs_size=rootfs_size,
+        rootfs_share=rootfs_share,
         poison=None,
     )
     peak = timeline.peak()
@@ -454,6 +508,7 @@ def find_budget(
         image_bytes=len(image),
         data_bytes=data,
         kernel_size=kernel,
+        arch=arch,
         rootfs_share=rootfs_share if rootfs_size is None else None,
         rootfs_size=rootfs_size,
         init_free=init_free,
@@ -463,14 +518,13 @@ def find_budget(
         peak=peak_bytes,
         peak_used=peak.used * PAGE_SIZE,
         freed=report.freed_pages * PAGE_SIZE,
-        calibration=calibration,
+        calibrations=calibrations,
     )
 
 
 def _why(
     below: BootReport | str,
     ok: BootReport,
-    limit: Callable[[int], int],
     init_free: int,
     retain: bool,
     share: float | None,
@@ -483,9 +537,7 @@ def _why(
     if isinstance(below, str):
         return "placement", f"the kernel, initrd and device tree must fit in RAM: {below}"
     if below.unpack_error == "write error":
-        fs = below.rootfs
-        tmpfs_full = fs is not None and fs.used_pages >= fs.limit_pages
-        if tmpfs_full or ok.rootfs_pages * PAGE_SIZE > limit(below.total_pages * PAGE_SIZE):
+        if below.rootfs_pages >= below.rootfs_limit_pages:
             return "tmpfs", f"rootfs data {rootfs} must fit in {_share_words(share, size)}"
         return "pages", (
             f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs "
