@@ -91,3 +91,21 @@ def test_two_logs_in_one_section_cannot_fit() -> None:
 def test_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(UsageError, match=r"'arm' .*flat, x86_64"):
         profile("arm")
+
+
+@pytest.mark.parametrize("size", ["256M", "2G"])
+def test_smp_alternatives_are_freed_before_rootfs_is_mounted(size: str) -> None:
+    """On one CPU Linux frees the SMP alternatives before ``vfs_caches_init`` mounts rootfs, so
+    tmpfs's limit is half of the Memory: line's totalram plus those pages."""
+    text = log(size)
+    freed = re.search(r"\] Freeing SMP alternatives memory: (\d+)K", text)
+    assert freed is not None and text.index(freed.group(0)) < text.index("Mount-cache hash table")
+    report = boot(bytes(INITRD_BYTES), machine=Machine.for_arch(X86_64, parse_size(size)), no_builtin=True)
+    try:
+        assert f"Freeing SMP alternatives memory: {freed.group(1)}K" in report.log.messages()
+        totalram = report.available_pages + int(freed.group(1)) // 4
+        assert report.rootfs_limit_pages == totalram // 2
+    finally:
+        assert report.allocator is not None
+        report.rootfs = None
+        report.allocator.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import stat
+import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,7 @@ from bootmem.kernel.boot import BootReport, CommandLine, Machine, boot
 from bootmem.kernel.example import example_image
 from bootmem.kernel.unpack import unpack_to_rootfs
 from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from tests.conftest import require_tool
 from tests.kernel.conftest import MACHINE, SYNC, archive, compile_dts, dts, f, small_image
 
 RAM = (0x4000_0000, 0x4400_0000)  # 64 MiB, as MACHINE
@@ -185,6 +189,58 @@ def test_dtb_places_the_image_exactly_at_chosen(make_dtb: MakeDtb, cells: int) -
     assert report.rootfs is not None and report.rootfs.read("/etc/b") == b"linked data\n"
     assert report.freed_pages == len(_initrd_pfns(report))
     _accounted(report)
+
+
+def _qemu_virt_dtb(tmp_path: Path, initrd: Path) -> bytes:
+    """The device tree QEMU's riscv64 ``virt`` machine hands a kernel, as ``dumpdtb`` writes it."""
+    kernel = tmp_path / "kernel.bin"
+    kernel.write_bytes(bytes(PAGE_SIZE))
+    out = tmp_path / "virt.dtb"
+    subprocess.run(
+        [
+            require_tool("qemu-system-riscv64"),
+            "-M",
+            f"virt,dumpdtb={out}",
+            "-m",
+            "256M",
+            "-kernel",
+            str(kernel),
+            "-initrd",
+            str(initrd),
+            "-display",
+            "none",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("cells", [1, 2])
+def test_qemu_dumpdtb_padded_past_totalsize_boots(tmp_path: Path, cells: int) -> None:
+    """QEMU's ``-machine dumpdtb`` pads the blob to 1 MiB; a bootloader copies ``totalsize`` bytes."""
+    image = small_image()
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(image)
+    blob = _qemu_virt_dtb(tmp_path, initrd)  # QEMU writes one-cell initrd properties below 4G
+    if cells == 2:
+        source = subprocess.run(
+            [require_tool("dtc"), "-q", "-I", "dtb", "-O", "dts"], input=blob, capture_output=True, check=True
+        ).stdout.decode()
+        source = re.sub(r"(linux,initrd-(?:start|end)) = <(0x[0-9a-f]+)>;", r"\1 = <0x00 \2>;", source)
+        compiled = compile_dts(source)
+        blob = compiled + bytes((1 << 20) - len(compiled))
+    tree = DeviceTree.from_bytes(blob)
+    assert len(blob) == 1 << 20 and tree.totalsize < 1 << 16
+    assert tree.initrd is not None and tree.initrd.size == len(image)
+    report = boot(image, dtb=blob)
+    assert report.ok and report.init == "/init", report.log
+    fdt = next(r for r in report.reservations if r.name == "Device tree")
+    assert fdt.size == tree.totalsize and fdt.end <= tree.memory[0].end
+    assert report.allocator is not None
+    assert report.allocator.memory.read(fdt.start, fdt.size) == blob[: tree.totalsize]
+    assert report.initrd is not None
+    assert (report.initrd.start, report.initrd.end) == (tree.initrd.start, tree.initrd.end)
 
 
 def test_dtb_image_loaded_at_chosen_is_the_image(make_dtb: MakeDtb) -> None:

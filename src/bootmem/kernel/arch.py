@@ -40,7 +40,10 @@ class ArchProfile:
     ``hash_scales`` the ``scale`` of each large system hash allocated before the allocator
     comes up; ``low_holes`` byte ranges, as offsets from the RAM base, and ``top_hole`` bytes
     at the top of RAM that are not RAM (they are absent from the ``Memory:`` line's total);
-    ``kernel_offset`` where the kernel image is loaded, from the RAM base.
+    ``kernel_offset`` where the kernel image is loaded, from the RAM base; ``freed_early`` the
+    parts of the kernel image (inside ``fixed``) given back before rootfs is mounted, so that
+    tmpfs's limit counts them (x86 on one CPU: ``alternative_instructions`` frees the SMP
+    alternatives, ``Freeing SMP alternatives memory: 36K``).
     """
 
     name: str
@@ -51,6 +54,7 @@ class ArchProfile:
     low_holes: tuple[tuple[int, int], ...] = ()
     top_hole: int = 0
     kernel_offset: int = 0
+    freed_early: tuple[tuple[str, int], ...] = ()
 
     @property
     def hole_bytes(self) -> int:
@@ -101,6 +105,7 @@ X86_64 = ArchProfile(
     low_holes=((0, PAGE_SIZE), (0x9F000, 0x100000)),
     top_hole=128 << 10,
     kernel_offset=1 << 20,
+    freed_early=(("SMP alternatives", 36 << 10),),
 )
 
 PROFILES: dict[str, ArchProfile] = {p.name: p for p in (FLAT, X86_64)}

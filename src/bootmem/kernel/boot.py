@@ -257,8 +257,9 @@ def boot(
     memory = mem_init(pa, layout, log)
     if allocator_hook is not None:
         allocator_hook(pa)
+    free_init_sections(pa, layout, log)
 
-    rootfs = init_rootfs(pa, memory, size=rootfs_size, share=rootfs_share)
+    rootfs = init_rootfs(pa, size=rootfs_size, share=rootfs_share)
     report = BootReport(
         ram=layout.ram,
         total_pages=memory.total,
@@ -330,7 +331,10 @@ def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None
         pa.reserve(hole.start, hole.end, name=HOLE)
     pa.memory.write(layout.kernel.start, b"\x7fbootmem kernel image\0")
     reservations: list[Region] = []
-    for region in [layout.kernel, *layout.growing, layout.fdt, *layout.firmware]:
+    kernel = layout.kernel
+    if layout.init_sections:
+        kernel = Region(kernel.name, kernel.start, layout.init_sections[0].start)
+    for region in [kernel, *layout.init_sections, *layout.growing, layout.fdt, *layout.firmware]:
         _check_in_ram(region, ram)
         pa.reserve(region.start, region.end, name=region.name)
         reservations.append(region)
@@ -384,16 +388,22 @@ def mem_init(pa: PageAllocator, layout: Layout, log: BootLog) -> MemoryFigures:
     return figures
 
 
-def init_rootfs(
-    pa: PageAllocator, memory: MemoryFigures, *, size: int | None = None, share: float | None = None
-) -> Tmpfs:
+def free_init_sections(pa: PageAllocator, layout: Layout, log: BootLog) -> None:
+    """Parts of the kernel image freed before rootfs is mounted (``free_init_pages``), as the
+    architecture says: x86's ``alternative_instructions`` on one CPU frees the SMP alternatives."""
+    for section in layout.init_sections:
+        freed = pa.release_reserved(section.start, section.end)
+        log.printk(f"Freeing {section.name} memory: {format_k(freed * PAGE_SIZE)}")
+
+
+def init_rootfs(pa: PageAllocator, *, size: int | None = None, share: float | None = None) -> Tmpfs:
     """Mount rootfs (``init_mount_tree``, from ``vfs_caches_init`` after ``mm_init``).
 
     Its limits are :func:`~bootmem.fs.tmpfs.shmem_limits` of ``totalram_pages()`` at that
-    moment: the pages the allocator manages, not those memblock kept.
+    moment: the pages the allocator manages (free or allocated), not those memblock kept.
     """
-    totalram = memory.available
-    blocks, _inodes = shmem_limits(totalram, size=size, share=share)
+    stats = pa.stats()
+    blocks, _inodes = shmem_limits(stats["free"] + stats["allocated"], size=size, share=share)
     return Tmpfs(pa, size_limit=blocks * PAGE_SIZE)
 
 
@@ -495,7 +505,8 @@ class Layout:
 
     ``ram`` is the RAM the tree declares; ``holes`` the architecture's ranges inside it that are
     not RAM; ``growing`` the reservations whose size follows RAM (struct pages, hash tables),
-    placed after the kernel image; ``fdt`` covers the blob's ``totalsize`` bytes.
+    placed after the kernel image; ``init_sections`` the top of the kernel image that is freed
+    before rootfs is mounted; ``fdt`` covers the blob's ``totalsize`` bytes.
     """
 
     tree: DeviceTree
@@ -504,6 +515,7 @@ class Layout:
     ram: list[Region]
     holes: list[Region]
     kernel: Region
+    init_sections: list[Region]
     growing: list[Region]
     fdt: Region
     firmware: list[Region]
@@ -526,7 +538,9 @@ def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | No
     if arch.top_hole:
         holes.append(Region(HOLE, ram_end - arch.top_hole, ram_end))
     top = ram_end - arch.top_hole
-    kernel, growing = _place_kernel(machine, align_up(ram_start + arch.kernel_offset, KERNEL_ALIGN), [])
+    kernel, sections, growing = _place_kernel(
+        machine, align_up(ram_start + arch.kernel_offset, KERNEL_ALIGN), []
+    )
     low_end = growing[-1].end if growing else kernel.end
     size = len(image) if image is not None else 0
     # The blob's size does not depend on the addresses in it (fixed cell widths), so a first
@@ -564,6 +578,7 @@ def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | No
         ram=[Region("System RAM", ram_start, ram_end)],
         holes=holes,
         kernel=kernel,
+        init_sections=sections,
         growing=growing,
         fdt=Region("Device tree", fdt_start, fdt_start + len(blob)),
         firmware=[],
@@ -571,7 +586,9 @@ def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | No
     )
 
 
-def _place_kernel(machine: Machine, start: int, firmware: list[Region]) -> tuple[Region, list[Region]]:
+def _place_kernel(
+    machine: Machine, start: int, firmware: list[Region]
+) -> tuple[Region, list[Region], list[Region]]:
     """The kernel image at ``start`` or the next 2 MiB boundary clear of ``firmware``, then the
     reservations that grow with RAM right above it (memblock allocates them early, near the kernel
     in the model; where they lie does not change any figure)."""
@@ -583,12 +600,17 @@ def _place_kernel(machine: Machine, start: int, firmware: list[Region]) -> tuple
     while any(_overlaps(start, start + footprint, f) for f in firmware):
         start += KERNEL_ALIGN
     kernel = Region("Kernel image", start, start + machine.kernel_size)
+    sections: list[Region] = []
+    top = kernel.end
+    for name, n in reversed(machine.arch.freed_early):
+        sections.insert(0, Region(name, top - n, top))
+        top -= n
     growing: list[Region] = []
     at = align_up(kernel.end, PAGE_SIZE)
     for name, n in sizes:
         growing.append(Region(name, at, at + n))
         at += n
-    return kernel, growing
+    return kernel, sections, growing
 
 
 def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> Layout:
@@ -598,7 +620,7 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> L
         raise BootError("device tree declares no memory (no /memory node with a reg)")
     ram = [Region("System RAM", r.start, r.end) for r in memory]
     firmware = [Region(r.name, r.start, r.end) for r in [*tree.memreserve, *tree.reserved_memory]]
-    kernel, growing = _place_kernel(machine, align_up(memory[0].start, KERNEL_ALIGN), firmware)
+    kernel, sections, growing = _place_kernel(machine, align_up(memory[0].start, KERNEL_ALIGN), firmware)
     top = max(r.end for r in memory)
     # A bootloader copies the blob's totalsize bytes; a file may be padded past them (QEMU's
     # -machine dumpdtb writes a 1 MiB buffer).
@@ -628,6 +650,7 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> L
         ram=ram,
         holes=[],
         kernel=kernel,
+        init_sections=sections,
         growing=growing,
         fdt=fdt,
         firmware=firmware,

@@ -48,6 +48,7 @@ _RESERVED: Final[dict[str, Owner]] = {
     "Kernel image": "kernel",
     # What the kernel allocates from memblock as it grows with RAM (bootmem.kernel.arch).
     "struct pages": "kernel",
+    "SMP alternatives": "kernel",
     "Dentry cache hash table": "kernel",
     "Inode-cache hash table": "kernel",
     "Device tree": "device tree",
