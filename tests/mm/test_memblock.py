@@ -167,7 +167,7 @@ def test_free_simple() -> None:
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x2000, "r1")
-    assert mb.free(0x1000, 0x2000) == [Region(0x1000, 0x2000, "r1")]
+    assert mb.free(0x1000, 0x2000) == [Region("r1", 0x1000, 0x2000)]
     assert spans(mb.reserved) == []
 
 
@@ -181,7 +181,7 @@ def test_free_within_splits() -> None:
     """
     mb = Memblock()
     mb.reserve(0x1000, 0x4000, "r1")
-    assert mb.free(0x2000, 0x3000) == [Region(0x2000, 0x3000, "r1")]
+    assert mb.free(0x2000, 0x3000) == [Region("r1", 0x2000, 0x3000)]
     assert spans(mb.reserved) == [(0x1000, 0x2000, "r1"), (0x3000, 0x4000, "r1")]
 
 
@@ -197,7 +197,7 @@ def test_free_overlap_top_and_bottom() -> None:
     mb.reserve(0x1000, 0x3000, "r1")
     mb.reserve(0x4000, 0x6000, "r2")
     removed = mb.free(0x2000, 0x5000)
-    assert removed == [Region(0x2000, 0x3000, "r1"), Region(0x4000, 0x5000, "r2")]
+    assert removed == [Region("r1", 0x2000, 0x3000), Region("r2", 0x4000, 0x5000)]
     assert spans(mb.reserved) == [(0x1000, 0x2000, "r1"), (0x5000, 0x6000, "r2")]
 
 

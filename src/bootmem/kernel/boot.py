@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bootmem.errors import BootError
-from bootmem.fdt import DeviceTree, ReservedRegion
+from bootmem.fdt import DeviceTree
 from bootmem.fs.tmpfs import Tmpfs, shmem_limits
 from bootmem.kernel.arch import FLAT, ArchProfile
 from bootmem.kernel.log import BootLog
 from bootmem.kernel.unpack import UnpackResult, default_builtin, unpack_builtin, unpack_initrd
 from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from bootmem.mm.memblock import Region as MemblockRegion
 from bootmem.report.owners import HOLE
 from bootmem.units import align_down, align_up, format_k
 
@@ -107,12 +108,8 @@ def _kstrtobool(value: str, word: str) -> bool:
     raise BootError(f"bad value in {word!r}: expected 0/1, y/n, on/off")
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class Region(ReservedRegion):
-    """A named byte range ``[start, end)`` in the report: RAM, a reservation, the initrd."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "start": self.start, "end": self.end, "size": self.size}
+#: A named byte range ``[start, end)`` in the report: RAM, a reservation, the initrd.
+Region = MemblockRegion[str]
 
 
 @dataclass(slots=True)

@@ -313,9 +313,10 @@ class PageAllocator:
         return ""
 
     def reserved_regions(self) -> list[tuple[str, int, int]]:
-        """Every reserved region as ``(name, start, end)``, by address."""
+        """Every reserved region as a :class:`~bootmem.mm.memblock.Region` ``(name, start, end)``, by
+        address."""
         with self._lock:
-            return [(r.name, r.start, r.end) for r in self.memblock.reserved]
+            return list(self.memblock.reserved)
 
     # --- leases ---------------------------------------------------------------------------
 

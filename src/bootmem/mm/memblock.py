@@ -24,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -33,15 +33,28 @@ _end = attrgetter("end")
 
 
 class Region(NamedTuple, Generic[T]):
-    """Bytes ``[start, end)`` carrying ``name``."""
+    """Bytes ``[start, end)`` carrying ``name``: bootmem's one named range.
 
+    The memblock lists, the allocator's ``reserved_regions()`` and the boot report all use it,
+    in the order the device tree's reserved regions and Linux's messages give:
+    name, then range.
+
+    >>> Region("initrd", 0x1000, 0x3000).size
+    8192
+    """
+
+    name: T
     start: int
     end: int
-    name: T
 
     @property
     def size(self) -> int:
+        """Bytes in the range."""
         return self.end - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "start", "end", "size"}``."""
+        return {"name": self.name, "start": self.start, "end": self.end, "size": self.size}
 
 
 class RegionList(Generic[T]):
@@ -97,17 +110,17 @@ class RegionList(Generic[T]):
         cursor = start
         for region in self._regions[i:j]:
             if region.start > cursor:
-                pieces.append(Region(cursor, region.start, name))
+                pieces.append(Region(name, cursor, region.start))
                 added += region.start - cursor
             pieces.append(region)
             cursor = max(cursor, region.end)
         if cursor < end:
-            pieces.append(Region(cursor, end, name))
+            pieces.append(Region(name, cursor, end))
             added += end - cursor
         merged: list[Region[T]] = []
         for piece in pieces:
             if merged and merged[-1].end == piece.start and merged[-1].name == piece.name:
-                merged[-1] = Region(merged[-1].start, piece.end, piece.name)
+                merged[-1] = Region(piece.name, merged[-1].start, piece.end)
             else:
                 merged.append(piece)
         self._regions[i:j] = merged
@@ -123,10 +136,10 @@ class RegionList(Generic[T]):
         removed: list[Region[T]] = []
         for region in self._regions[i:j]:
             if region.start < start:
-                kept.append(Region(region.start, start, region.name))
-            removed.append(Region(max(region.start, start), min(region.end, end), region.name))
+                kept.append(Region(region.name, region.start, start))
+            removed.append(Region(region.name, max(region.start, start), min(region.end, end)))
             if region.end > end:
-                kept.append(Region(end, region.end, region.name))
+                kept.append(Region(region.name, end, region.end))
         self._regions[i:j] = kept
         return removed
 
