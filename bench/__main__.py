@@ -1,43 +1,53 @@
 """Run every benchmark side by side with the peers and write docs/BENCHMARKS.md.
 
-    python -m bench            # the full run: 10, 130 and 500 MB images, zstd xz gzip lz4
+    python -m bench            # the full run: 10, 130 and 500 MB images in every kernel codec,
+                               # and a Debian mkinitramfs image
     python -m bench --quick    # small images, few runs: a smoke test of the runner
 
 Each figure alternates its contenders in one loop and reports medians and ratios.  The
-results are saved as JSON in the image cache; ``--render FILE`` writes the document again from them.
+results are saved as JSON in the image cache (``--save NAME``); ``--render FILE...`` writes the
+document again from one or more saved runs (sections measured in separate runs side by side).
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import datetime
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import bootmem
 from bench import bench_mm
 from bench.bench_boot import boot_in_fresh_process, boot_seconds, fits, floor_seconds, machine_for
-from bench.bench_extract_create import create_contenders, empty_dir, extract_contenders
+from bench.bench_extract_create import create19_contenders, create_contenders, empty_dir, extract_contenders
 from bench.bench_list import list_commands, list_contenders, ls_peak_rss
-from bench.images import COMPRESSORS, Image, ImageSpec, cache_dir, generate
-from bench.report import machine_and_tools, print_tables, write_document
-from bench.timing import Comparison, alternate
+from bench.images import COMPRESSORS, Image, ImageSpec, cache_dir, debian_image, generate
+from bench.report import machine_and_tools, merge, print_tables, write_document
+from bench.timing import Comparison, ContenderFailed, alternate
 
 GIB = 1 << 30
 RAM_SIZES = (256 << 20, GIB, 16 * GIB, 256 * GIB, 1024 * GIB)
-SECTIONS = ("list", "extract", "create", "boot", "scaling", "mm")
+SECTIONS = ("list", "extract", "create", "create19", "boot", "scaling", "mm", "profile")
 ROOT = Path(__file__).resolve().parent.parent
+#: Codecs whose 500 MB images are only listed in the full run: decompressing them takes tens of
+#: seconds per contender and run, and extraction and boot() are judged on their smaller images.
+#: Every 500 MB image is compared with bsdtar and GNU cpio only; ``--every-codec`` lifts both.
+SLOW = ("xz", "bzip2", "lzma")
 
 
 def runs_for(mb: float, quick: bool) -> int:
     if quick:
         return 2
-    return 7 if mb <= 10 else 5 if mb <= 130 else 3
+    return 5 if mb <= 10 else 3
 
 
 def _samples(c: Comparison) -> dict[str, Any]:
@@ -48,6 +58,13 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "?"
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen sections; return every sample, JSON-able."""
     # An installed bootmem has its .pyc files (pip compiles them); an editable checkout under
@@ -56,54 +73,68 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python -m bench" + (" --quick" if args.quick else ""),
+            "command": args.command,
+            "commit": _commit(),
             **machine_and_tools(),
         },
         "images": [],
     }
     t_start = time.perf_counter()
-    images: dict[tuple[float, str], Image] = {}
+    load_start = os.getloadavg()[0]
+    images: list[tuple[Image, float]] = []  # and its size in MB, for the number of runs
     for mb in args.sizes:
         for compression in args.compressions:
             log(f"image {mb:g} MB {compression}")
-            image = generate(ImageSpec(mb, compression))
-            images[mb, compression] = image
-            results["images"].append(
-                {
-                    "label": image.label,
-                    "mb": mb,
-                    "compression": compression,
-                    "entries": image.entries,
-                    "size": image.size,
-                    "unpacked": image.unpacked,
-                }
-            )
+            images.append((generate(ImageSpec(mb, compression)), mb))
+    for compression in args.real:
+        log(f"image Debian mkinitramfs {compression}")
+        image = debian_image(compression)
+        images.append((image, 130))
+    for image, _ in images:
+        results["images"].append(
+            {
+                "label": image.label,
+                "compression": image.compression,
+                "entries": image.entries,
+                "size": image.size,
+                "unpacked": image.unpacked,
+            }
+        )
+    by_label = {image.label: image for image, _ in images}
     with tempfile.TemporaryDirectory(prefix="bootmem-bench-run-") as tmp:
         work = Path(tmp)
         out = work / "out"
-        for key, image in images.items():
-            runs = runs_for(key[0], args.quick)
+        for image, mb in images:
+            runs = runs_for(mb, args.quick)
             label = image.label
+            heavy = mb > 130 and image.compression in SLOW and not args.every_codec
+            every_peer = mb <= 130 or args.every_codec
             if "list" in args.only:
                 log(f"list {label}")
-                results.setdefault("list", []).append(
-                    _samples(alternate(label, list_contenders(image), runs))
-                )
-            if "extract" in args.only:
+                with failures(results, "list", label):
+                    c = alternate(label, list_contenders(image, every_peer), runs)
+                    results.setdefault("list", []).append(_samples(c))
+            if "extract" in args.only and not heavy:
                 log(f"extract {label}")
-                c = alternate(label, extract_contenders(image, out), runs, reset=empty_dir(out))
-                results.setdefault("extract", []).append(_samples(c))
-            if "boot" in args.only:
+                with failures(results, "extract", label):
+                    contenders = extract_contenders(image, out, every_peer)
+                    c = alternate(label, contenders, runs, reset=empty_dir(out))
+                    results.setdefault("extract", []).append(_samples(c))
+            if "boot" in args.only and not heavy:
                 log(f"boot {label}")
                 results.setdefault("boot", []).append(boot_figures(image, runs))
-        for mb in args.sizes:
-            image = images.get((mb, "zstd")) or images[mb, args.compressions[0]]
-            runs = runs_for(mb, args.quick)
+        # Creation at 10 and 130 MB and of the Debian tree (500 MB says nothing more and takes minutes)
+        trees = [by_label.get(f"{mb:g} MB zstd") or images[0][0] for mb in args.sizes if mb <= 130]
+        trees += [image for image, _ in images if image.label.startswith("Debian")]
+        for image in trees:
+            runs = runs_for(image.unpacked / 1e6, args.quick)
             if "create" in args.only:
-                log(f"create {mb:g} MB")
+                log(f"create {image.label}")
                 made = work / "made.img"
-                c = alternate(image.label, create_contenders(image.tree(), made), runs)
-                results.setdefault("create", []).append(_samples(c))
+                with failures(results, "create", image.label):
+                    c = alternate(image.label, create_contenders(image.tree(), made), runs)
+                    results.setdefault("create", []).append(_samples(c))
+        for image in [by_label.get(f"{mb:g} MB zstd") or images[0][0] for mb in args.sizes]:
             if "list" in args.only:
                 log(f"ls peak RSS {image.label}")
                 rss = {"image": image.label, "bootmem ls": ls_peak_rss(image)}
@@ -111,11 +142,35 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 results.setdefault("ls_rss", []).append(rss)
             if "scaling" in args.only:
                 results.setdefault("scaling", []).extend(scaling(image, 1 if args.quick else 3))
+        if "create19" in args.only:
+            image = by_label.get("130 MB zstd") or trees[0]
+            log(f"create zstd:19 {image.label}")
+            made = work / "made.img"
+            with failures(results, "create19", image.label):
+                c = alternate(image.label, create19_contenders(image.tree(), made), 2 if args.quick else 3)
+                results["create19"] = [_samples(c)]
     if "mm" in args.only:
         log("allocator")
         results["mm"] = bench_mm.figures(quick=args.quick)
+    if "profile" in args.only:
+        from bench.profile import profiles
+
+        image = next((i for i, _ in images if i.label.startswith("Debian")), images[-1][0])
+        log(f"profiles {image.label}")
+        results["profiles"] = profiles(image)
     results["meta"]["seconds"] = time.perf_counter() - t_start
+    results["meta"]["load"] = [load_start, os.getloadavg()[0]]
     return results
+
+
+@contextlib.contextmanager
+def failures(results: dict[str, Any], section: str, title: str) -> Iterator[None]:
+    """Record a contender that failed (``section``, ``title``, message) and go on with the run."""
+    try:
+        yield
+    except ContenderFailed as exc:
+        log(f"failed: {exc}")
+        results.setdefault("failures", []).append({"section": section, "title": title, "error": str(exc)})
 
 
 def _peer_rss(command: str) -> int | None:
@@ -168,32 +223,45 @@ def scaling(image: Image, runs: int) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images and few runs (a smoke test)")
-    parser.add_argument("--sizes", type=lambda s: [float(x) for x in s.split(",")], help="unpacked MB")
+    parser.add_argument("--sizes", type=lambda s: [float(x) for x in s.split(",") if x], help="unpacked MB")
     parser.add_argument("--compressions", type=lambda s: s.split(","), help=",".join(COMPRESSORS))
+    parser.add_argument(
+        "--real",
+        type=lambda s: [x for x in s.split(",") if x],
+        help="compressions of Debian mkinitramfs images to add (default: zstd; none with --quick)",
+    )
+    parser.add_argument(
+        "--every-codec", action="store_true", help=f"extract and boot the 500 MB {', '.join(SLOW)} images too"
+    )
     parser.add_argument(
         "--only", type=lambda s: s.split(","), default=list(SECTIONS), help=",".join(SECTIONS)
     )
     parser.add_argument("--out", type=Path, help="where BENCHMARKS.md and the plot go (default docs/)")
-    parser.add_argument("--render", type=Path, metavar="JSON", help="write the document from saved results")
+    parser.add_argument("--save", metavar="NAME", help="name of the saved results (default: full or quick)")
+    parser.add_argument(
+        "--render", type=Path, nargs="+", metavar="JSON", help="write the document from saved results"
+    )
     args = parser.parse_args(argv)
+    args.command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     if args.out is None:
         args.out = cache_dir() / "quick" if args.quick else ROOT / "docs"
     if args.render:
-        results = json.loads(args.render.read_text())
+        results = merge([json.loads(path.read_text()) for path in args.render])
     else:
-        args.sizes = args.sizes or ([1, 4] if args.quick else [10, 130, 500])
+        args.sizes = args.sizes if args.sizes is not None else [1, 4] if args.quick else [10, 130, 500]
         args.compressions = args.compressions or list(COMPRESSORS)
-        unknown = set(args.only) - set(SECTIONS) | set(args.compressions) - set(COMPRESSORS)
+        args.real = args.real if args.real is not None else [] if args.quick else ["zstd"]
+        unknown = set(args.only) - set(SECTIONS) | set(args.compressions + args.real) - set(COMPRESSORS)
         if unknown:
             parser.error(f"unknown: {', '.join(sorted(unknown))}")
         results = measure(args)
-        saved = cache_dir() / f"results-{'quick' if args.quick else 'full'}.json"
+        saved = cache_dir() / f"results-{args.save or ('quick' if args.quick else 'full')}.json"
         saved.write_text(json.dumps(results, indent=1))
         log(f"results saved in {saved}")
     print_tables(results)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = write_document(results, args.out)
-    print(f"\nwrote {doc} and {doc.parent / 'bench-scaling.png'}")
+    print(f"\nwrote {doc}")
     return 0
 
 

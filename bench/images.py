@@ -286,48 +286,22 @@ def generate(spec: ImageSpec) -> Image:
 
 # --- a real distribution image ----------------------------------------------------------------
 
-#: Where an unpacked Debian kernel package is (its ``boot/`` and ``lib/modules/VERSION``).
-KERNEL_ROOT_ENV = "BOOTMEM_BENCH_KERNEL_ROOT"
 
-
-def _mkinitramfs(kernel_root: Path, compression: str, out: Path) -> None:
-    """Debian's ``mkinitramfs`` for the kernel unpacked at ``kernel_root``, writing ``out``.
-
-    mkinitramfs reads ``/lib/modules/VERSION`` and ``/boot/config-VERSION`` at fixed paths, so it
-    runs in a mount namespace of its own (``unshare -m``, as root) where an overlay on ``/usr/lib``
-    and a bind mount of ``boot/`` put the package's files there; the host is not changed."""
-    (version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
-    with tempfile.TemporaryDirectory(prefix="bootmem-bench-mk-") as tmp:
-        upper, work = Path(tmp, "upper"), Path(tmp, "work")
-        (upper / "modules").mkdir(parents=True)
-        work.mkdir()
-        script = (
-            f"mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={upper},workdir={work} /usr/lib"
-            f" && mount --bind {kernel_root}/lib/modules /usr/lib/modules"
-            f" && mount --bind {kernel_root}/boot /boot"
-            f' && mkinitramfs -c {compression} -o "$1" {version}'
-        )
-        subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(out)], check=True)
-
-
-def debian_image(compression: str = "zstd", kernel_root: Path | None = None) -> Image:
-    """A Debian initramfs-tools image of the kernel package unpacked at ``kernel_root`` (default
-    ``$BOOTMEM_BENCH_KERNEL_ROOT``), compressed with ``compression`` as ``mkinitramfs -c`` does
-    it; built on first use, then read from the cache."""
+def debian_image(compression: str = "zstd", kernel: Path | None = None) -> Image:
+    """A Debian initramfs-tools image, built by Debian's ``mkinitramfs`` with ``compression``
+    (:func:`bootmem.verify.images.mkinitramfs`) for the unpacked Debian kernel package at
+    ``kernel``, by default Debian's current kernel, fetched once (:func:`bootmem.verify.kernel.
+    debian_kernel`); built on first use, then read from the cache."""
     from bootmem import initramfs
+    from bootmem.verify.images import mkinitramfs
+    from bootmem.verify.kernel import debian_kernel, kernel_from_path
 
-    if kernel_root is None:
-        env = os.environ.get(KERNEL_ROOT_ENV)
-        if not env:
-            raise FileNotFoundError(f"no unpacked kernel package: set {KERNEL_ROOT_ENV}")
-        kernel_root = Path(env)
-    (version,) = [p.name for p in (kernel_root / "lib" / "modules").iterdir()]
+    found = kernel_from_path(kernel) if kernel is not None else debian_kernel()
     base = cache_dir()
-    key = f"debian-{version}-{compression}"
+    key = f"debian-{found.version}-{compression}"
     path = base / f"{key}.img"
     if not path.exists():
-        _mkinitramfs(kernel_root, compression, path.with_name(path.name + ".part"))
-        path.with_name(path.name + ".part").replace(path)
+        _atomic(path, lambda f: f.write(mkinitramfs(found, compression)))
     with initramfs.open(path) as image:
         segments = image.segments
         entries = list(image)
@@ -341,7 +315,7 @@ def debian_image(compression: str = "zstd", kernel_root: Path | None = None) -> 
     if not raw.exists():
         _atomic(raw, _pipe(DECOMPRESSORS[compression].split(), member))
     return Image(
-        f"Debian {version.split('-')[0]} {compression}",
+        f"Debian {found.version} {compression}",
         compression,
         main.entries,
         key,

@@ -59,16 +59,36 @@ MB = 1e6
 MIB = 1 << 20
 HEADLINE = "130 MB zstd"  # the image the issues name for their goals
 
-#: Per section: ``peer -> (bound, strict)``: the subject's median over the peer's must be at
-#: most ``bound`` (below it when ``strict``).  From DESIGN.md's performance budget.
-GOALS: dict[str, dict[str, tuple[float, bool]]] = {
-    "list": {"bsdtar -tf": (1.2, False), "cpio -t": (1.0, True), "lsinitramfs": (1.0, True)},
-    "extract": {"bsdtar -xf": (1.2, False), "cpio -idm": (1.0, True), "unmkinitramfs": (1.0, True)},
-    "create": {"find | cpio -o | zstd -3": (1.0, True)},
-    "boot": {"floor": (1.3, False)},
-}
-BOOT_RSS_SLACK = 64 * MIB
+BOOT_RSS_SLACK = 32 * MIB
 LS_RSS_GROWTH = 16 * MIB  # "does not grow with the image": the largest within this of the smallest
+#: The sections whose rows compare bootmem with peers, in the document's order.
+COMPARED = ("list", "extract", "create", "create19", "boot")
+
+
+def _mb(title: str) -> float | None:
+    """The unpacked size a generated image's title names (``"10 MB zstd"`` -> 10.0)."""
+    try:
+        return float(title.split()[0])
+    except ValueError:
+        return None
+
+
+def goal_for(section: str, peer: str, title: str) -> tuple[float, bool] | None:
+    """``(bound, strict)`` for the row ``title`` of ``section`` against ``peer``: bootmem's median
+    over the peer's must be at most ``bound`` (below it when ``strict``); ``None``: no goal.
+    From DESIGN.md's performance budget and issue 14."""
+    if section == "list" and peer == "bsdtar -tf":
+        mb = _mb(title)
+        return (1.5, False) if mb is not None and mb <= 10 else (1.15, False)  # 10 MB: start-up bound
+    if section == "extract" and peer == "bsdtar -xf":
+        return (1.0, False)
+    if section == "create" and peer == "find | cpio -o | zstd -3":
+        return (1.0, True)
+    if section == "create19" and peer == "bsdtar | zstd -19":
+        return (1 / 1.8, False)
+    if section == "boot" and peer == "floor":
+        return (1.3, False)
+    return None
 
 
 def median(values: list[float]) -> float:
@@ -89,7 +109,11 @@ def met(ok: bool) -> str:
 
 
 def goal_text(bound: float, strict: bool) -> str:
-    return "faster than" if strict and bound == 1.0 else f"within {bound:g}x of"
+    if strict and bound == 1.0:
+        return "faster than"
+    if bound < 1:
+        return f"at least {1 / bound:.3g}x faster than"
+    return f"within {bound:.3g}x of"
 
 
 def meets(ratio: float, bound: float, strict: bool) -> bool:
@@ -98,10 +122,9 @@ def meets(ratio: float, bound: float, strict: bool) -> bool:
 
 def comparison_table(section: str, rows: list[dict[str, Any]]) -> list[str]:
     """A markdown table: one row per image, each contender's median and the subject's ratio."""
-    names = list(rows[0]["samples"])
+    names = list(dict.fromkeys(name for row in rows for name in row["samples"]))
     subject = names[0]
-    goals = GOALS.get(section, {})
-    head = ["image", *(cell(n) for n in names), "goals"]
+    head = ["image", *(cell(n) for n in names), "goal"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         samples = row["samples"]
@@ -114,36 +137,50 @@ def comparison_table(section: str, rows: list[dict[str, Any]]) -> list[str]:
                 continue
             ratio = ours / median(samples[name])
             cells.append(f"{fmt_ms(median(samples[name]))} ({ratio:.2f}x)")
-            if name in goals:
-                bound, strict = goals[name]
-                verdicts.append(
-                    f"{goal_text(bound, strict)} {cell(name)}: {met(meets(ratio, bound, strict))}"
-                )
+            goal = goal_for(section, name, row["title"])
+            if goal is not None:
+                verdicts.append(f"{goal_text(*goal)} {cell(name)}: {met(meets(ratio, *goal))}")
         cells.append("; ".join(verdicts) or "-")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def headline(section: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
-    """``(goal, figure, met)`` for the headline image of ``section``."""
+def verdicts(section: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, float, bool]]:
+    """``(title, goal, ratio, met)`` of every row of ``section`` that has a goal."""
     out = []
     for row in rows:
-        if row["title"] != HEADLINE:
-            continue
         samples = row["samples"]
         subject = next(iter(samples))
-        for name, (bound, strict) in GOALS[section].items():
-            if name in samples:
+        for name in list(samples)[1:]:
+            goal = goal_for(section, name, row["title"])
+            if goal is not None:
                 ratio = median(samples[subject]) / median(samples[name])
-                goal = f"{section}, {HEADLINE}: {subject} {goal_text(bound, strict)} {cell(name)}"
-                out.append((goal, f"{ratio:.2f}x", meets(ratio, bound, strict)))
+                text = f"{subject} {goal_text(*goal)} {cell(name)}"
+                out.append((row["title"], text, ratio, meets(ratio, *goal)))
     return out
 
 
 def all_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """``(goal, figure, met)``: each section's goal on the headline image and on the Debian
+    image, then on every image of the run (how many met, the worst)."""
     goals: list[tuple[str, str, bool]] = []
-    for section in ("list", "extract", "create", "boot"):
-        goals += headline(section, results.get(section, []))
+    for section in COMPARED:
+        rows = verdicts(section, results.get(section, []))
+        for title, text, ratio, ok in rows:
+            if title == HEADLINE or title.startswith("Debian"):
+                goals.append((f"{section}, {title}: {text}", f"{ratio:.2f}x", ok))
+        if len(rows) > 1:
+            worst = max(rows, key=lambda r: r[2] if r[3] else r[2] * 1e6)
+            missed = [r for r in rows if not r[3]]
+            text = next((r[1] for r in rows if r[0] == HEADLINE), rows[-1][1])
+            note = " (10 MB images: within 1.5x)" if section == "list" else ""
+            goals.append(
+                (
+                    f"{section}, all {len(rows)} images: {text}{note}",
+                    f"{len(rows) - len(missed)} of {len(rows)} met; worst {worst[2]:.2f}x ({worst[0]})",
+                    not missed,
+                )
+            )
     rss = results.get("ls_rss", [])
     if len(rss) > 1:
         growth = rss[-1]["bootmem ls"] - rss[0]["bootmem ls"]
@@ -159,7 +196,7 @@ def all_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             hwm, touched = median(row["hwm"]), row["touched"]
             goals.append(
                 (
-                    f"boot host peak memory <= touched + 64 MiB, {HEADLINE} on {fmt_ram(row['ram'])}",
+                    f"boot host peak memory <= touched + 32 MiB, {HEADLINE} on {fmt_ram(row['ram'])}",
                     f"{hwm / MIB:.0f} MiB vs {(touched + BOOT_RSS_SLACK) / MIB:.0f} MiB",
                     hwm <= touched + BOOT_RSS_SLACK,
                 )
@@ -179,7 +216,7 @@ def fmt_ram(ram: int) -> str:
 def boot_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| image | RAM | floor | boot() | ratio | goal within 1.3x |", "|---|---|---|---|---|---|"]
     for row in rows:
-        floor, booted = median(row["samples"]["floor"]), median(row["samples"]["boot()"])
+        floor, booted = (median(row["samples"]["floor"]), median(row["samples"]["boot()"]))
         ratio = booted / floor
         lines.append(
             f"| {row['title']} | {fmt_ram(row['ram'])} | {fmt_ms(floor)} | {fmt_ms(booted)} | "
@@ -191,7 +228,7 @@ def boot_table(rows: list[dict[str, Any]]) -> list[str]:
 def scaling_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| image | modelled RAM | boot (fresh process) | host peak memory | modelled RAM touched | "
-        "goal RSS <= touched + 64 MiB |",
+        "goal RSS <= touched + 32 MiB |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -236,7 +273,7 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
                 )
                 by_ram.plot(*zip(*goal, strict=True), linestyle="--", color=line.get_color(), linewidth=0.8)
         if metric == "hwm":
-            by_ram.plot([], [], linestyle="--", color="grey", label="goal: touched + 64 MiB (dashed)")
+            by_ram.plot([], [], linestyle="--", color="grey", label="goal: touched + 32 MiB (dashed)")
         by_size.set_xlabel("image size, unpacked (MB)")
         by_ram.set_xlabel("modelled RAM")
         by_ram.set_xscale("log", base=2)
@@ -266,19 +303,30 @@ PEERS = """Every contender runs as a fresh process (`sh -c`, output to /dev/null
 `python -m bootmem`, so its figures include the interpreter's start (about 20 ms) and imports;
 bootmem's modules are byte-compiled before the first run, as `pip install` leaves them.
 
+- Images: generated ones (a raw early microcode cpio, padding, then the main archive compressed
+  by the real tool with the settings distributions use, in every codec the kernel reads) and a
+  real one, built on the machine by Debian's `mkinitramfs` (initramfs-tools, `MODULES=most`)
+  for Debian's current kernel package (`bootmem.verify`: fetched with apt, unpacked, not
+  installed).
 - `bootmem ls`, `bootmem extract`, `lsinitramfs` and `unmkinitramfs` are given the whole image
   (early segment, padding, compressed main member) and find the segments themselves.
 - bsdtar, GNU cpio and busybox cpio stop at the first trailer: given the whole image they would
   see only the early microcode archive, so they are given the compressed main member alone (the
   work that dominates). bsdtar decompresses it itself; the cpios read it from the compressor's
   own `-dc` through a pipe (so two processes share the work on two cores).
-- `extract` runs into an emptied directory each time (emptying is not timed).
+- 500 MB images are compared with bsdtar and GNU cpio only, and those in xz, bzip2 and lzma are
+  listed only (each run of each contender decompresses for tens of seconds): extraction and
+  `boot()` in those codecs are judged on the 10 and 130 MB images (`--every-codec` runs all).
+- `extract` runs into an emptied directory each time (emptying is not timed), with the default
+  filter.
 - `create` archives the tree of the main archive (unpacked once with GNU cpio): `bootmem create
   DIR -o IMAGE --compress zstd:3` against `find | cpio -o -H newc | zstd -3` (GNU and busybox cpio)
-  and `bsdtar --format newc -cf - . | zstd -3`.
+  and `bsdtar --format newc -cf - . | zstd -3`. At zstd -19, `bootmem create --compress zstd:19`
+  (libzstd's worker threads, one per core) and `zstd:19,threads=0` (one thread) against
+  `bsdtar | zstd -19` (zstd's default: one thread) and `zstd -19 -T0`.
 - `boot()` runs in this process against the floor: the same main member decompressed by the
-  library bootmem uses for it (zstandard, lzma, zlib, lz4.block) plus one copy of its bytes into
-  memory already touched; unpacking is synchronous (`initramfs_async=0`), on the smallest
+  library bootmem uses for it (zstandard, lzma, zlib, bz2, lz4.block) plus one copy of its bytes
+  into memory already touched; unpacking is synchronous (`initramfs_async=0`), on the smallest
   power-of-two RAM of at least 1 GiB whose tmpfs (half of RAM) holds the image.
 - Scaling: each boot in a fresh interpreter. Host peak memory is the process's VmHWM plus the
   peak of the memory file that holds modelled RAM (file data is written into it with pwrite, so
@@ -332,6 +380,7 @@ def body(results: dict[str, Any]) -> list[str]:
         "list": "Listing",
         "extract": "Extraction to disk",
         "create": "Creation (zstd -3)",
+        "create19": "Creation at zstd -19, in threads and in one",
     }
     for section, title in titles.items():
         if results.get(section):
@@ -365,20 +414,73 @@ def body(results: dict[str, Any]) -> list[str]:
         for label, value, note, ok in results["mm"]:
             lines.append(f"| {label} | {value} | {note} | {'-' if ok is None else met(ok)} |")
         lines.append("")
+    if results.get("failures"):
+        lines += ["## Failures", "", "| section | image | what failed |", "|---|---|---|"]
+        for f in results["failures"]:
+            lines.append(f"| {f['section']} | {f['title']} | {cell(f['error'])} |")
+        lines.append("")
+    if results.get("profiles"):
+        lines += ["## Where the time goes", "", PROFILES, ""]
+        for title, profile in results["profiles"].items():
+            lines += [f"`{title}`", "", "```", *profile, "```", ""]
     return lines
+
+
+PROFILES = """\
+Each command once under cProfile (`python -m bench.profile`), the functions with the most time
+of their own first. The profiler slows Python code several times and C code not at all, so the
+codecs' share (the `read` and `decompress` methods) reads lower here than it is unprofiled."""
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Saved runs as one: rows of a later run replace the same image's rows of an earlier
+    one; the document names every run (its date, commit and command)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, Any] = {"meta": {**parts[-1]["meta"], "parts": [p["meta"] for p in parts]}}
+    keys: dict[str, tuple[str, ...]] = {
+        "images": ("label",),
+        "ls_rss": ("image",),
+        "scaling": ("image", "ram"),
+        "failures": ("section", "title"),
+    }
+    for part in parts:
+        for section, value in part.items():
+            if section == "meta":
+                continue
+            if isinstance(value, dict) or section == "mm":
+                out[section] = value
+                continue
+            key = keys.get(section, ("title",))
+            rows = out.setdefault(section, [])
+            for row in value:
+                rows[:] = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
+    return out
+
+
+def _load(meta: dict[str, Any]) -> str:
+    load = meta.get("load")
+    if not load:
+        return ""
+    cores = meta["machine"]["cores"]
+    return f"; load average {load[0]:.1f} at the start, {load[1]:.1f} at the end, on {cores} cores"
 
 
 def write_document(results: dict[str, Any], out: Path) -> Path:
     """Write ``out``/BENCHMARKS.md and ``out``/bench-scaling.png; return the document's path."""
     meta = results["meta"]
+    runs = meta.get("parts", [meta])
+    measured = "; ".join(
+        f"{m['date']} with `{m['command']}` at commit {m.get('commit', '?')} "
+        f"(about {m.get('seconds', 0) / 60:.0f} minutes{_load(m)})"
+        for m in runs
+    )
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {meta['date']} with `{meta['command']}` "
-        f"(about {meta.get('seconds', 0) / 60:.0f} minutes); "
-        "the figures change with the machine: run it again to compare on yours. Goals are DESIGN.md's "
-        f"performance budget, judged on the {HEADLINE} image as the issues name it; the tables show every "
-        "image against the same goals.",
+        f"Measured {measured}. The figures change with the machine: run it again to compare on yours. "
+        "Goals are DESIGN.md's performance budget and issue 14's, judged on every image; the summary "
+        f"names the {HEADLINE} image and the Debian image, then counts the rest.",
         "",
         "## Machine and tools",
         "",

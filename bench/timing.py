@@ -57,11 +57,22 @@ def alternate(
     return result
 
 
+class ContenderFailed(Exception):
+    """A contender's command exited non-zero; the message is the command and its last error line."""
+
+
 def shell(command: str, cwd: str | None = None) -> Callable[[], object]:
-    """A contender running ``command`` with ``sh -c``, its output discarded; a failure raises."""
+    """A contender running ``command`` with ``sh -c``, its output discarded; a failure raises
+    :class:`ContenderFailed`."""
 
     def run() -> object:
-        return subprocess.run(["sh", "-c", command], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["sh", "-c", command], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
+        if done.returncode:
+            lines = done.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"]
+            raise ContenderFailed(f"`{command}` exited {done.returncode}: {lines[-1]}")
+        return done
 
     return run
 
