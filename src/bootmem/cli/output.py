@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -39,5 +38,7 @@ def printable(name: str) -> str:
 
 def print_json(document: Any) -> None:
     """``document`` as indented JSON on stdout, names kept lossless (lone surrogates as escapes)."""
+    import json  # here, not at the top: only --json pays for it (3 ms of every command's start)
+
     json.dump(document, sys.stdout, indent=2, ensure_ascii=True)
     sys.stdout.write("\n")
