@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     add_machine_arguments(p)
+    p.add_argument(
+        "--kernel",
+        choices=("linux", "solaya"),
+        default="linux",
+        help="the kernel whose boot is modelled: linux (default) or solaya (QEMU riscv virt, "
+        "its first-fit allocator and extract(), with its planned release_reserved)",
+    )
     p.add_argument("--dtb", type=Path, metavar="FILE", help="device tree blob giving RAM and /chosen initrd")
     p.add_argument(
         "--free-policy",
@@ -123,6 +130,10 @@ def read_initrd(path: Path | None) -> bytes:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kernel == "solaya":
+        from bootmem.cli.boot_solaya import run as run_solaya
+
+        return run_solaya(args)
     from bootmem.cli.progress import progress_bar
 
     if args.plot is not None:

@@ -33,7 +33,7 @@ from bootmem.fs.tmpfs import Tmpfs, shmem_limits
 from bootmem.kernel.arch import FLAT, ArchProfile
 from bootmem.kernel.log import BootLog
 from bootmem.kernel.unpack import UnpackResult, default_builtin, unpack_builtin, unpack_initrd
-from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from bootmem.mm import PAGE_SIZE, AllocatorEvent, FrameAllocator, PageAllocator
 from bootmem.mm.memblock import Region as MemblockRegion
 from bootmem.report.owners import HOLE
 from bootmem.units import align_down, align_up, format_k
@@ -142,7 +142,7 @@ class BootReport:
     boot_seconds: float = 0.0
     phases: list[tuple[str, float]] = field(default_factory=list)
     log: BootLog = field(default_factory=BootLog)
-    allocator: PageAllocator | None = None
+    allocator: FrameAllocator | None = None
     rootfs: Tmpfs | None = None
     clock_origin: float = 0.0
 
@@ -417,7 +417,7 @@ def populate_rootfs(
     initrd through a lease, then ``free_initrd_mem`` unless ``retain_initrd`` - in a thread
     when ``initramfs_async``, while ``load`` allocates in the boot thread.
     """
-    pa, rootfs, log = report.allocator, report.rootfs, report.log
+    pa, rootfs, log = _buddy(report), report.rootfs, report.log
     assert pa is not None and rootfs is not None
     if builtin is not None:
         err = unpack_builtin(builtin, rootfs)
@@ -466,10 +466,15 @@ def populate_rootfs(
         raise worker_error[0]
 
 
+def _buddy(report: BootReport) -> PageAllocator:
+    """The report's allocator: a Linux boot builds the buddy :class:`PageAllocator`."""
+    assert isinstance(report.allocator, PageAllocator)
+    return report.allocator
+
+
 def free_initrd_mem(report: BootReport, initrd: Region) -> None:
     """Give the initrd's frames back (``free_initrd_mem``): ``Freeing initrd memory: ...K``."""
-    pa = report.allocator
-    assert pa is not None
+    pa = _buddy(report)
     report.free_pages_before_release = pa.stats()["free"]
     t1 = time.perf_counter()
     freed = pa.release_reserved(initrd.start, initrd.end, policy=report.free_policy)
@@ -480,7 +485,7 @@ def free_initrd_mem(report: BootReport, initrd: Region) -> None:
 
 def kernel_init(report: BootReport, hole_pages: int, phase: Callable[[str], None]) -> None:
     """init/main.c ``kernel_init``: the rootfs's figures, then ``/init`` or a fallback, or a panic."""
-    pa, rootfs = report.allocator, report.rootfs
+    pa, rootfs = _buddy(report), report.rootfs
     assert pa is not None and rootfs is not None
     report.rootfs_pages = rootfs.used_pages
     report.rootfs_bytes = rootfs.used_bytes

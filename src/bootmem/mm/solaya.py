@@ -94,9 +94,7 @@ class SolayaAllocator:
     ) -> None:
         heap_start = base if heap_start is None else heap_start
         if base % PAGE_SIZE or size % PAGE_SIZE or size <= 0 or heap_start % PAGE_SIZE:
-            raise UsageError(
-                f"RAM {base:#x}+{size:#x} and heap start {heap_start:#x} must be whole pages"
-            )
+            raise UsageError(f"RAM {base:#x}+{size:#x} and heap start {heap_start:#x} must be whole pages")
         if not base <= heap_start < base + size:
             raise UsageError(f"heap start {heap_start:#x} is not inside RAM [{base:#x}, {base + size:#x})")
         if poison is not None and not 0 <= poison <= 0xFF:
@@ -162,6 +160,13 @@ class SolayaAllocator:
         """Solaya's ``used_heap_pages()``: heap pages whose status is not free."""
         with self._lock:
             return self.heap_pages - self._status.count(FREE)
+
+    def free_pages_in(self, start: int, end: int) -> int:
+        """Free heap pages whose first byte lies in ``[start, end)``."""
+        lo = max(0, -(-(start - self.pages_start) // PAGE_SIZE))
+        hi = min(self.heap_pages, max(0, -(-(end - self.pages_start) // PAGE_SIZE)))
+        with self._lock:
+            return self._status.count(FREE, lo, hi) if lo < hi else 0
 
     def status(self, pfn: int) -> str:
         """``"free"``, ``"used"`` or ``"last"``: the status byte of heap page ``pfn``."""
@@ -251,7 +256,7 @@ class SolayaAllocator:
                 raise ReservedConflictError(
                     f"reserve {name!r} [{start:#x}, {end:#x}): page "
                     f"{self.pages_start + index * PAGE_SIZE:#x} is not free{self._holder(index)} "
-                    "(Solaya: \"Reserved area should be free\")"
+                    '(Solaya: "Reserved area should be free")'
                 )
             self._mark(lo, hi - lo)
             self._reserved[lo] = (hi - lo, name, start, end)
@@ -329,8 +334,7 @@ class SolayaAllocator:
             inside = any(r_start <= start and end <= r_end for _p, _n, r_start, r_end in reserved)
             if not inside:
                 raise NotReservedError(
-                    f"lease {owner!r} of [{start:#x}, {end:#x}): not inside one reservation"
-                    f"{self._holder(lo)}"
+                    f"lease {owner!r} of [{start:#x}, {end:#x}): not inside one reservation{self._holder(lo)}"
                 )
             lease = Lease(self.memory, start, end, owner, self._forget_lease)
             self._leases.append(lease)
@@ -361,7 +365,7 @@ class SolayaAllocator:
         :class:`OutOfMemoryError` when no run of that many free pages exists.
         """
         if not isinstance(pages, int) or pages < 1:
-            raise UsageError(f"allocation of {pages!r} pages (Solaya: \"Cannot allocate zero pages\")")
+            raise UsageError(f'allocation of {pages!r} pages (Solaya: "Cannot allocate zero pages")')
         with self._lock:
             index = self._first_fit(pages) if pages <= self.heap_pages else None
             if index is None:
@@ -442,7 +446,7 @@ class SolayaAllocator:
             if status[index] == FREE:
                 raise DoubleFreeError(
                     f"dealloc of pfn {pfn:#x} (address {pfn << PAGE_SHIFT:#x}): page is already free "
-                    "(Solaya: \"Double-free detected\")"
+                    '(Solaya: "Double-free detected")'
                 )
             last = status.find(LAST, index)
             if last < 0:  # a run whose tail a dealloc from its middle took, at the top of the heap

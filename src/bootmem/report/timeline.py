@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootmem.kernel.boot import BootReport, boot
-from bootmem.mm import PAGE_SIZE, AllocatorEvent, PageAllocator
+from bootmem.mm import PAGE_SIZE, AllocatorEvent, FrameAllocator, PageAllocator
 from bootmem.report.memmap import DEFAULT_CELLS, MemoryMap
 from bootmem.report.owners import OWNERS, Owner, allocation_owner, reservation_owner
 
@@ -111,7 +111,7 @@ class TimelineRecorder:
         self._hole = 0
         self._raw: list[tuple[float, str, tuple[int, ...], int]] = []
         self._blocks: dict[int, tuple[int, Owner]] = {}  # allocated block head pfn -> (pages, owner)
-        self._allocator: PageAllocator | None = None
+        self._allocator: FrameAllocator | None = None
         self._reserved_at_attach: list[tuple[str, int, int]] = []
         self._before_release: tuple[list[tuple[str, int, int]], list[tuple[int, int, Owner]]] | None = None
 
@@ -160,7 +160,7 @@ class TimelineRecorder:
                     self._blocks[pfn + pages] = (head + length - pfn - pages, owner)
                 return
 
-    def attach(self, allocator: PageAllocator) -> None:
+    def attach(self, allocator: FrameAllocator) -> None:
         """Remember ``allocator`` and its reserved regions (the map before the release)."""
         self._allocator = allocator
         self._reserved_at_attach = allocator.reserved_regions()
