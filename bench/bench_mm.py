@@ -8,7 +8,10 @@ for every benchmark.  The figures:
 * the same 1 GiB freed page by page with ``free(order=0)``, and the ratio;
 * order-0 ``alloc`` + ``free`` pairs per second (goal: 1,000,000);
 * peak RSS of a 1 TiB machine with a few reservations and 100,000 allocated pages, measured in
-  a fresh interpreter (goal: under 100 MB).
+  a fresh interpreter (goal: under 100 MB);
+* Solaya's first-fit allocator beside the buddy one: ``release_reserved`` of 5 MiB, 256 MiB and
+  1 GiB, single-page alloc + dealloc pairs, and first fit past 65536 one-page holes
+  (docs/solaya.md).
 
 Times are medians of several runs, each on a fresh reservation.
 """
@@ -27,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_mm.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import fmt_seconds
-from bootmem.mm import PAGE_SIZE, PageAllocator
+from bootmem.mm import PAGE_SIZE, PageAllocator, SolayaAllocator
+from bootmem.units import align_up
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -145,6 +149,95 @@ def figures(*, quick: bool = False) -> list[Figure]:
             peak < 100,
         )
     )
+    rows += solaya_figures(quick=quick)
+    return rows
+
+
+# --- Solaya's allocator beside the buddy allocator (docs/solaya.md) ------------------------------
+
+
+def _solaya(size: int) -> SolayaAllocator:
+    """A Solaya heap over RAM ``[0x8000_0000, +size)``, starting after a 2 MiB kernel."""
+    return SolayaAllocator(base=0x8000_0000, size=size, heap_start=0x8020_0000)
+
+
+def time_release_both(size: int, *, repeat: int) -> tuple[float, float]:
+    """Median seconds of ``release_reserved`` of a fresh ``size``-byte initrd, buddy then Solaya
+    (both without poisoning: Solaya writes nothing to released frames)."""
+    ram = max(2 * size, 256 * MIB)
+    results = []
+    for make in (lambda: PageAllocator(base=0x8000_0000, size=ram, poison=None), lambda: _solaya(ram)):
+        allocator = make()
+        start = 0x8000_0000 + ram // 2
+        times = []
+        for _ in range(repeat):
+            allocator.reserve(start, start + size, "initrd")
+            t0 = time.perf_counter()
+            allocator.release_reserved(start, start + size)
+            times.append(time.perf_counter() - t0)
+        allocator.check_invariants()
+        allocator.close()
+        results.append(statistics.median(times))
+    return results[0], results[1]
+
+
+def solaya_alloc_free_pairs_per_second(n: int) -> float:
+    sa = _solaya(256 * MIB)
+    alloc, dealloc = sa.alloc_pages, sa.dealloc
+    t0 = time.perf_counter()
+    for _ in range(n):
+        dealloc(alloc(1))
+    elapsed = time.perf_counter() - t0
+    sa.close()
+    return n / elapsed
+
+
+def solaya_first_fit_past_holes(holes: int, repeat: int) -> float:
+    """Median seconds of ``alloc_pages(2)`` when the heap's first ``2 * holes`` pages alternate
+    used and free: first fit looks at every one-page hole before it finds two pages."""
+    sa = _solaya(align_up(4 * holes * PAGE_SIZE, MIB) + 4 * MIB)
+    pfns = [sa.alloc_pages(1) for _ in range(2 * holes)]
+    for pfn in pfns[::2]:
+        sa.dealloc(pfn)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        pfn = sa.alloc_pages(2)
+        times.append(time.perf_counter() - t0)
+        sa.dealloc(pfn)
+    sa.close()
+    return statistics.median(times)
+
+
+def solaya_figures(*, quick: bool = False) -> list[Figure]:
+    """Solaya's allocator (the model of crates/mm/src/page_allocator.rs) against the buddy one."""
+    repeat = 3 if quick else 9
+    rows: list[Figure] = []
+    for size in (5 * MIB, 256 * MIB, GIB):
+        buddy, solaya = time_release_both(size, repeat=repeat)
+        pages = size // PAGE_SIZE
+        rows.append(
+            (
+                f"solaya: release_reserved {size // MIB} MiB ({pages} pages), buddy / solaya",
+                f"{fmt_seconds(buddy)} / {fmt_seconds(solaya)}",
+                f"solaya {solaya / buddy:.1f}x buddy, {solaya / pages * 1e9:.2f} ns per page",
+                None,
+            )
+        )
+    pairs = 100_000 if quick else 500_000
+    rate = solaya_alloc_free_pairs_per_second(pairs)
+    buddy_rate = alloc_free_pairs_per_second(pairs)
+    rows.append(
+        (
+            "solaya: alloc(1) + dealloc pairs, buddy / solaya",
+            f"{buddy_rate / 1e6:.2f} / {rate / 1e6:.2f} M/s",
+            f"solaya {buddy_rate / rate:.1f}x slower",
+            None,
+        )
+    )
+    holes = 65_536
+    seconds = solaya_first_fit_past_holes(holes, repeat)
+    rows.append((f"solaya: first fit of 2 pages past {holes} one-page holes", fmt_seconds(seconds), "", None))
     return rows
 
 

@@ -697,9 +697,10 @@ def _compare_with_linux(image: memoryview, solaya: Tmpfs, known: list[Difference
 
 
 def _shape(fs: Tmpfs) -> dict[str, tuple[str, ...]]:
-    """path -> (type, mode, size, nlink, data) from ``fs.tree()`` (uid, gid, mtime, rdev left out)."""
+    """path -> (type, mode, size, nlink, data) from ``fs.tree()``; uid, gid, mtime and rdev are left
+    out, and a directory's size (its entry count, which only echoes its children's differences)."""
     shapes: dict[str, tuple[str, ...]] = {}
     for line in fs.tree():
         path, kind, mode, _uid, _gid, size, nlink, _mtime, _rdev, data = line.split("\t", 9)
-        shapes[path] = (kind, mode, size, nlink, data[:12] if kind == "f" else data)
+        shapes[path] = (kind, mode, "-" if kind == "d" else size, nlink, data[:12] if kind == "f" else data)
     return shapes
