@@ -345,3 +345,13 @@ def test_matches_the_reference(ops: list[tuple[bool, int, int]]) -> None:
                     assert sa.dealloc(first + idx) == want
             sa.check_invariants()
         assert [_byte(sa, i) for i in range(64)] == ref.meta
+
+
+def test_largest_free_run(sa: SolayaAllocator) -> None:
+    assert sa.largest_free_run() == 64
+    sa.reserve(heap_page(sa, 10), heap_page(sa, 12), name="initrd")
+    assert sa.largest_free_run() == 52
+    sa.release_reserved(heap_page(sa, 10), heap_page(sa, 12))
+    assert sa.largest_free_run() == 64
+    sa.alloc_pages(64)
+    assert sa.largest_free_run() == 0

@@ -581,6 +581,7 @@ def boot(
         first = align_down(initrd_region.start, PAGE_SIZE)
         report.held_forever_pages = (align_up(initrd_region.end, PAGE_SIZE) - first) // PAGE_SIZE
         report.free_pages_before_release = sa.stats()["free"]
+        largest_held = sa.largest_free_run()
         if release:
             t1 = time.perf_counter()
             report.freed_pages = sa.release_reserved(initrd_region.start, initrd_region.end)
@@ -591,7 +592,7 @@ def boot(
                 f"[{initrd_region.start:#x}, {initrd_region.end:#x}) back to the page allocator",
                 module="kernel::memory",
             )
-            report.first_fit_hole = _first_fit_hole(sa, initrd_region)
+            report.first_fit_hole = _first_fit_hole(sa, initrd_region, largest_held)
     report.differences = differences
     report.notes = notes
     report.rootfs_pages = rootfs.used_pages
@@ -624,15 +625,17 @@ def _load_init(rootfs: Tmpfs, log: SolayaLog, differences: list[Difference]) -> 
     return None
 
 
-def _first_fit_hole(sa: SolayaAllocator, initrd: Region) -> str:
-    """What first fit makes of the hole the initrd leaves: how much is allocated below it first."""
+def _first_fit_hole(sa: SolayaAllocator, initrd: Region, largest_held: int) -> str:
+    """What first fit makes of the hole the initrd leaves: what is served before it, and how the
+    largest contiguous run grows."""
     hole_start = align_down(initrd.start, PAGE_SIZE)
     below = sa.free_pages_in(sa.pages_start, hole_start)
     pages = (align_up(initrd.end, PAGE_SIZE) - hole_start) // PAGE_SIZE
+    largest = sa.largest_free_run()
     return (
         f"the initrd's {pages} pages at {hole_start:#x} are served only after the {below} free pages "
-        f"below them ({format_size(below * PAGE_SIZE)}); an allocation of more than {pages} "
-        "contiguous pages never lands in the hole"
+        f"below them ({format_size(below * PAGE_SIZE)}); the largest free run grows from {largest_held} "
+        f"pages ({format_size(largest_held * PAGE_SIZE)}) to {largest} ({format_size(largest * PAGE_SIZE)})"
     )
 
 

@@ -168,6 +168,13 @@ class SolayaAllocator:
         with self._lock:
             return self._status.count(FREE, lo, hi) if lo < hi else 0
 
+    def largest_free_run(self) -> int:
+        """The most consecutive free heap pages: the largest ``alloc_pages(n)`` that can succeed."""
+        with self._lock:
+            free = np.concatenate(([0], (self._array == FREE).view(np.int8), [0]))
+            edges = np.flatnonzero(np.diff(free))
+            return int((edges[1::2] - edges[::2]).max()) if edges.size else 0
+
     def status(self, pfn: int) -> str:
         """``"free"``, ``"used"`` or ``"last"``: the status byte of heap page ``pfn``."""
         return _NAMES[self._status[self._index(pfn, "status")]]
