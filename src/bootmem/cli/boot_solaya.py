@@ -8,7 +8,7 @@ import json
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import UsageError
 from bootmem.kernel.boot import DEFAULT_RAM_BASE
-from bootmem.kernel.solaya import QEMU_VIRT_DRAM, SolayaMachine, SolayaReport, boot
+from bootmem.kernel.solaya import DEFAULT_KERNEL_SIZE, QEMU_VIRT_DRAM, SolayaMachine, SolayaReport, boot
 from bootmem.mm import PAGE_SIZE, FrameAllocator
 from bootmem.units import format_size, parse_address, parse_size
 
@@ -16,6 +16,7 @@ from bootmem.units import format_size, parse_address, parse_size
 _LINUX_ONLY = {
     "cmdline": "Solaya reads no command line for the initrd",
     "rootfs_size": "Solaya's tmpfs has no size limit",
+    "arch": "the machine is QEMU riscv virt",
 }
 
 
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         from bootmem.report.plot import picture_format
 
         picture_format(args.plot)
-    machine = SolayaMachine(ram_size=parse_size(args.mem), kernel_size=parse_size(args.kernel_size))
+    kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else DEFAULT_KERNEL_SIZE
+    machine = SolayaMachine(ram_size=parse_size(args.mem), kernel_size=kernel_size)
     image = read_initrd(args.initrd)
     dtb = args.dtb.read_bytes() if args.dtb is not None else None
     recorder = None
