@@ -29,6 +29,7 @@ COMMANDS = {
     "diff": "images",
     "boot": "boot",
     "budget": "budget",
+    "verify": "verify",
 }
 
 
