@@ -69,5 +69,11 @@ def test_unknown_package_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     fake.write_text('#!/bin/sh\necho "$3"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    with pytest.raises(VerifyError, match=r"no kernel package that 'linux-image-arm64:arm64' depends on"):
-        vk.debian_kernel("arm64", cache=tmp_path)
+    with pytest.raises(
+        VerifyError, match=r"no kernel package that 'linux-image-amd64' depends on \(for amd64\)"
+    ):
+        vk.debian_kernel("amd64", cache=tmp_path)
+
+
+def test_the_hosts_architecture_needs_no_apt_options() -> None:
+    assert vk.apt_options(vk.host_arch()) == []

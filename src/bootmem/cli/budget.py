@@ -61,10 +61,30 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="memory that must be free when init starts for the boot to count (default 4M)",
     )
     p.add_argument("--json", action="store_true", help="print the budget as JSON")
+    real = p.add_argument_group("the real kernel (QEMU)")
+    real.add_argument(
+        "--confirm",
+        action="store_true",
+        help="boot a real kernel at the predicted minimum and one step below and say whether Linux "
+        "agrees (the image is booted with bootmem verify's probe prepended, and budgeted so too)",
+    )
+    real.add_argument(
+        "--real",
+        action="store_true",
+        help="bisect the smallest RAM with the real kernel alone, to --real-step (slow: a minute a boot)",
+    )
+    real.add_argument(
+        "--real-step", default="1M", metavar="SIZE", help="the real bisection's granularity (default 1M)"
+    )
+    from bootmem.cli.verify import add_kernel_arguments
+
+    add_kernel_arguments(real)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.real:
+        return run_real(args)
     from bootmem.cli.progress import progress_bar
     from bootmem.kernel.arch import profile
     from bootmem.report.budget import DEFAULT_STEP, calibrate, find_budget, parse_dmesg
@@ -87,22 +107,108 @@ def run(args: argparse.Namespace) -> int:
         def progress(what: str, boots: int, expected: int | None) -> None:
             bar.update(description=what, completed=boots - 1, total=expected)
 
-        budget = find_budget(
-            image,
-            kernel_size=kernel_size,
-            arch=arch,
-            rootfs_share=share,
-            rootfs_size=size,
-            cmdline=args.cmdline,
-            init_free=parse_size(args.init_free),
-            step=DEFAULT_STEP,
-            calibrations=logs,
-            progress=progress,
-        )
+        def budget_of(image: bytes, arch: Any, kernel_size: int, logs: tuple[Any, ...]) -> Any:
+            return find_budget(
+                image,
+                kernel_size=kernel_size,
+                arch=arch,
+                rootfs_share=share,
+                rootfs_size=size,
+                cmdline=args.cmdline,
+                init_free=parse_size(args.init_free),
+                step=DEFAULT_STEP,
+                calibrations=logs,
+                progress=progress,
+            )
+
+        budget = budget_of(image, arch, kernel_size, logs)
+        confirmation = None
+        if args.confirm:
+            from bootmem.verify.kernel import find_kernel
+            from bootmem.verify.threshold import RealMachine, confirm
+
+            machine = RealMachine(
+                image, find_kernel(args.kernel), cmdline=args.cmdline, accel=args.accel, timeout=args.timeout
+            )
+
+            def predict(found: Any) -> tuple[int, int]:
+                # Calibrated by the real kernel's own log (or --from-log), for the probed image.
+                progress("the model, for the image with the probe prepended", 1, None)
+                fitted = calibrate(profile(found.arch or "flat"), [found]) if not logs else arch
+                composed = budget_of(machine.composed, fitted, fitted.fixed, logs or (found,))
+                return composed.released.min_ram, composed.released.step
+
+            progress("booting the real kernel", 1, None)
+            confirmation = confirm(machine, predict, calibration=logs[0] if logs else None)
     if args.json:
-        print_json(budget.to_json())
+        document = budget.to_json()
+        if confirmation is not None:
+            document["confirm"] = confirmation.to_json()
+        print_json(document)
+    else:
+        print(render(budget, source=str(args.image)))
+        if confirmation is not None:
+            print(render_confirmation(confirmation))
+    return 0 if confirmation is None or confirmation.agree else 1
+
+
+def render_confirmation(confirmation: Any) -> str:
+    """``--confirm``'s lines: the model's minimum for the probed image, the real boots, the verdict."""
+    lines = [
+        "",
+        f"confirm        the model's minimum with the probe prepended: {format_k(confirmation.predicted)}",
+    ]
+    if confirmation.calibration_boot is not None:
+        boot = confirmation.calibration_boot
+        lines.append(
+            f"{'':<14} calibrated from a real boot with {format_k(boot.ram)} ({boot.seconds:.0f}s); "
+            f"QEMU's firmware keeps {format_k(confirmation.hole)}"
+        )
+    for boot in (confirmation.at, confirmation.below):
+        lines.append(f"{'':<14} Linux with {format_k(boot.ram)}: {boot.why} ({boot.seconds:.0f}s)")
+    lines.append(f"{'':<14} {confirmation.verdict()}")
+    return "\n".join(lines)
+
+
+def run_real(args: argparse.Namespace) -> int:
+    """``budget --real``: bisect the smallest RAM with the real kernel alone, with progress."""
+    import time
+
+    from bootmem.cli.progress import progress_bar
+    from bootmem.report.budget import file_data_bytes
+    from bootmem.verify.kernel import find_kernel
+    from bootmem.verify.threshold import RealMachine, real_threshold
+
+    step = parse_size(args.real_step)
+    image = args.image.read_bytes()
+    machine = RealMachine(
+        image, find_kernel(args.kernel), cmdline=args.cmdline, accel=args.accel, timeout=args.timeout
+    )
+    # A bracket from the image: its file data plus a small kernel, to twice the data plus a large one.
+    data = file_data_bytes(machine.composed)
+    lo, hi = max(step, data + (32 << 20)), 2 * data + (256 << 20)
+    started = time.monotonic()
+    with progress_bar("budget --real", total=None) as bar:
+
+        def progress(what: str, boots: int, expected: int | None) -> None:
+            elapsed = time.monotonic() - started
+            rounds = max(1, ((hi - lo) // step).bit_length() * 2 // 3)
+            left = f", about {elapsed / boots * 2 * rounds:.0f}s in all" if boots else ""
+            bar.update(description=f"{what} ({boots} boots, {elapsed:.0f}s{left})")
+
+        threshold = real_threshold(machine, lo=lo, hi=hi, step=step, progress=progress)
+    if args.json:
+        print_json(threshold.to_json())
         return 0
-    print(render(budget, source=str(args.image)))
+    below = threshold.below
+    print(f"image          {args.image}: {format_size(len(image))}, booted with the probe prepended")
+    print(
+        f"min RAM        {format_size(threshold.min_ram)}: {format_k(threshold.min_ram)} boots under Linux, "
+        f"{format_k(threshold.min_ram - step)} does not ({below.why if below else 'not booted'}); "
+        f"step {format_k(step)}, {len(threshold.boots)} boots in {time.monotonic() - started:.0f}s"
+    )
+    for boot in sorted(threshold.boots, key=lambda b: b.ram):
+        print(f"{'':<14} {format_k(boot.ram):>10}: {boot.why} ({boot.seconds:.0f}s)")
     return 0
 
 

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     image = args.image.read_bytes() if args.image is not None else example_image()
     sizes = [parse_size(m) for m in (args.mem or ["256M"])]
     kernel = find_kernel(args.kernel)
-    probe = probe_segment()
+    probe = probe_segment(kernel.busybox)
     with progress_bar("verify", total=len(sizes)) as bar:
 
         def one(ram: int) -> Verdict:

@@ -548,3 +548,59 @@ def _why(
     return "init", (
         f"after unpacking, {held} ({format_size(in_use)}) must leave {format_size(init_free)} free for init"
     )
+
+
+# --- bisection with any judge -----------------------------------------------------------------------
+
+
+def bisect_smallest(
+    boots: Callable[[list[int]], list[bool]],
+    *,
+    lo: int,
+    hi: int,
+    step: int,
+    parallel: int = 1,
+) -> int:
+    """The smallest multiple of ``step`` that boots, by ``boots`` (which may be a real kernel).
+
+    ``boots(sizes)`` says for each RAM size whether it boots; booting must be monotonic in RAM.
+    ``lo`` and ``hi`` are tried first (together); the bracket widens while ``lo`` boots
+    (halving it) or ``hi`` does not (doubling it, up to :data:`MAX_RAM`).  Then each round asks
+    about ``parallel`` sizes at once, cutting the bracket into ``parallel + 1`` parts, until
+    ``hi - lo == step``: ``hi`` boots and ``hi - step`` does not.  Raises :class:`BootError`
+    when ``step`` itself boots or :data:`MAX_RAM` does not.
+
+    >>> asked = []
+    >>> def boots(sizes):
+    ...     asked.append(sizes)
+    ...     return [s >= 300 for s in sizes]
+    >>> bisect_smallest(boots, lo=100, hi=1000, step=10, parallel=2)
+    300
+    >>> asked[0], len(asked)
+    ([100, 1000], 6)
+    """
+    if step <= 0:
+        raise UsageError(f"search step {step} is not positive")
+    lo, hi = max(step, lo // step * step), max(step, -(-hi // step) * step)
+    lo_boots, hi_boots = boots([lo, hi]) if lo != hi else boots([lo]) * 2
+    while lo_boots:
+        if lo == step:
+            raise BootError(f"boots with {format_size(step)}: nothing to search")
+        hi, lo = lo, max(step, lo // 2 // step * step)
+        (lo_boots,) = boots([lo])
+    while not hi_boots:
+        if hi * 2 > MAX_RAM:
+            raise BootError(f"does not boot with up to {format_size(MAX_RAM)} of RAM")
+        lo, hi = hi, hi * 2
+        (hi_boots,) = boots([hi])
+    while hi - lo > step:
+        cuts = max(1, parallel)
+        points = sorted(
+            {lo + (hi - lo) * (i + 1) // (cuts + 1) // step * step for i in range(cuts)} - {lo, hi}
+        ) or [lo + step]
+        for point, ok in zip(points, boots(points), strict=True):
+            if ok:
+                hi = point
+                break
+            lo = point
+    return hi

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootmem.errors import VerifyError
-from bootmem.kernel.boot import BootReport, Machine, boot
+from bootmem.kernel.boot import BootReport, FreePolicy, Machine, boot
 from bootmem.mm import PAGE_SIZE
-from bootmem.units import align_down, format_size
+from bootmem.units import align_down, align_up, format_size
 from bootmem.verify.images import PROBE_CMDLINE, compose, probe_segment
 from bootmem.verify.kernel import Kernel
 from bootmem.verify.parse import KernelReport, parse_console, strip_stamp
@@ -98,7 +98,11 @@ def verify_image(
     Raises :class:`VerifyError` when the real boot gives nothing to compare: QEMU timed out
     before the kernel printed its ``Memory:`` line, or printed none.
     """
-    composed = compose(probe if probe is not None else probe_segment(), image)
+    if probe is None:
+        probe = probe_segment(kernel.busybox)
+    composed = compose(probe, image)
+    # A device-tree machine: QEMU's own blob (with /chosen's initrd) feeds the model.
+    dumpdtb = kernel.arch != "amd64"
     qemu = boot_qemu(
         kernel,
         composed,
@@ -107,13 +111,14 @@ def verify_image(
         accel=accel,
         timeout=timeout,
         progress=progress,
+        dumpdtb=dumpdtb,
     )
     linux = parse_console(qemu.console)
     if linux.memory_line is None:
         tail = " | ".join(strip_stamp(line) for line in qemu.console.splitlines()[-3:]) or "no output"
         how = f"timed out after {qemu.seconds:.0f}s" if qemu.timed_out else f"exit status {qemu.status}"
         raise VerifyError(f"the kernel printed no 'Memory:' line ({how}): {tail}")
-    model = model_boot(composed, linux, cmdline=cmdline)
+    model = model_boot(composed, linux, cmdline=cmdline, dtb=qemu.dtb)
     model_tree = model.rootfs.tree() if model.rootfs is not None else []
     verdict = Verdict(ram=ram, kernel=kernel, qemu=qemu, linux=linux, model=model, model_tree=model_tree)
     verdict.differences = compare(linux, model, model_tree)
@@ -123,29 +128,41 @@ def verify_image(
     return verdict
 
 
-def model_machine(linux: KernelReport) -> Machine:
+def model_machine(linux: KernelReport, *, initrd_size: int, dtb: bytes | None = None) -> Machine:
     """The modelled machine for a real boot: the RAM Linux managed and its kernel footprint.
 
     Linux's ``Memory: A/TK available (... RK reserved ...)`` says T KiB of RAM were managed and
-    R KiB reserved when the page allocator came up, the initrd included; the model's kernel
-    image is R less the page-rounded initrd less the model's device-tree page, so the model's
-    allocator starts with the same free pages.
+    R KiB reserved when the page allocator came up, the initrd and the device tree included
+    (``cma-reserved`` is apart); the model's kernel image is R less the page-rounded initrd
+    (``RAMDISK:`` where Linux prints it, else ``initrd_size``) less the device tree (its
+    ``totalsize``, or the model's own one page), so the model's allocator starts with the same
+    free pages.  With ``dtb`` the RAM comes from the blob, as in Linux.
     """
     if linux.total_k is None or linux.reserved_k is None:
         raise VerifyError("the kernel's Memory: line has no total or reserved figure")
-    initrd = 0
     if linux.ramdisk is not None:
         start, end = linux.ramdisk
-        initrd = -(-end // PAGE_SIZE) * PAGE_SIZE - align_down(start, PAGE_SIZE)
-    kernel = (linux.reserved_k << 10) - initrd - PAGE_SIZE
+        initrd = align_up(end, PAGE_SIZE) - align_down(start, PAGE_SIZE)
+    else:
+        initrd = align_up(initrd_size, PAGE_SIZE)
+    blob = align_up(int.from_bytes(dtb[4:8], "big"), PAGE_SIZE) if dtb is not None else PAGE_SIZE
+    kernel = (linux.reserved_k << 10) - initrd - blob
     if kernel <= 0:
         raise VerifyError(f"reserved {linux.reserved_k}K is smaller than the initrd ({format_size(initrd)})")
     return Machine(ram_size=align_down(linux.total_k << 10, PAGE_SIZE), kernel_size=kernel)
 
 
-def model_boot(composed: bytes, linux: KernelReport, *, cmdline: str = "") -> BootReport:
-    """The model's boot of the composed image on :func:`model_machine` of ``linux``."""
-    return boot(composed, machine=model_machine(linux), cmdline=cmdline, poison=None)
+def model_boot(
+    composed: bytes, linux: KernelReport, *, cmdline: str = "", dtb: bytes | None = None
+) -> BootReport:
+    """The model's boot of the composed image on :func:`model_machine` of ``linux``.
+
+    With a device tree (a machine whose initrd arrives through ``/chosen``), the initrd is freed
+    as generic Linux frees it: the range rounded inward (``free_reserved_area``).
+    """
+    machine = model_machine(linux, initrd_size=len(composed), dtb=dtb)
+    policy: FreePolicy = "linux-generic" if dtb is not None else "exact"
+    return boot(composed, machine=machine, dtb=dtb, cmdline=cmdline, free_policy=policy, poison=None)
 
 
 #: Figures shown side by side but not judged, and why.

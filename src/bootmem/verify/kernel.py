@@ -72,6 +72,14 @@ class Kernel:
         path = self.root / "lib" / "modules" / self.version
         return path if path.is_dir() else None
 
+    @property
+    def busybox(self) -> Path | None:
+        """The static busybox fetched with a foreign-architecture kernel, for its probe."""
+        if self.root is None:
+            return None
+        path = self.root / "bin" / "busybox"
+        return path if path.is_file() else None
+
     def config_options(self) -> dict[str, str]:
         """The kernel's ``CONFIG_*=value`` settings (empty when the config is unknown)."""
         if self.config is None:
@@ -133,7 +141,39 @@ def _run(argv: list[str], *, what: str, cwd: Path | None = None) -> str:
 # --- Debian's kernel ----------------------------------------------------------------------------
 
 
-def resolve_debian_kernel(arch: str = "amd64") -> tuple[str, str]:
+def host_arch() -> str:
+    """dpkg's architecture of this host (``amd64`` when dpkg is absent)."""
+    if shutil.which("dpkg") is None:
+        return "amd64"
+    return _run(["dpkg", "--print-architecture"], what="the host's architecture").strip()
+
+
+def apt_options(arch: str, cache: Path | None = None) -> list[str]:
+    """apt's ``-o`` options to look up and download packages of ``arch``.
+
+    The host's own architecture needs none.  For another one, apt gets package lists of its own
+    under ``CACHE/apt-ARCH`` (fetched by ``apt-get update`` the first time), so the host's dpkg
+    and apt configuration stay untouched.
+    """
+    if arch == host_arch():
+        return []
+    home = (cache or cache_dir()) / f"apt-{arch}"
+    options = [
+        "-o", f"Dir::State::Lists={home / 'lists'}",
+        "-o", f"Dir::Cache={home / 'cache'}",
+        "-o", f"APT::Architecture={arch}",
+        "-o", f"APT::Architectures::={arch}",
+        "-o", "Dir::State::status=/dev/null",
+    ]  # fmt: skip
+    with _locked(home / ".lock"):
+        if not any((home / "lists").glob("*Packages*")):
+            for sub in ("lists/partial", "cache/archives/partial"):
+                (home / sub).mkdir(parents=True, exist_ok=True)
+            _run(["apt-get", *options, "update", "-q"], what=f"fetching Debian's package lists for {arch}")
+    return options
+
+
+def resolve_debian_kernel(arch: str = "amd64", *, cache: Path | None = None) -> tuple[str, str]:
     """``(package, version)`` of the kernel Debian's ``linux-image-ARCH`` depends on today.
 
     >>> resolve_debian_kernel()  # doctest: +SKIP
@@ -141,21 +181,21 @@ def resolve_debian_kernel(arch: str = "amd64") -> tuple[str, str]:
     """
     if arch not in ARCHES:
         raise UsageError(f"unknown architecture {arch!r} ({', '.join(ARCHES)})")
-    meta = f"linux-image-{arch}" if arch == "amd64" else f"linux-image-{arch}:{arch}"
+    meta = f"linux-image-{arch}"
     what = "fetching Debian's kernel (or give --kernel PATH)"
-    depends = _run(["apt-cache", "depends", meta], what=what)
+    if shutil.which("apt-cache") is None:
+        raise VerifyError(f"apt-cache not found: {what} needs it")
+    options = apt_options(arch, cache)
+    depends = _run(["apt-cache", *options, "depends", meta], what=what)
     names = re.findall(rf"Depends:\s*(linux-image-[0-9][^\s:]*-{re.escape(arch)})\b", depends)
     if not names:
-        raise VerifyError(
-            f"apt-cache knows no kernel package that {meta!r} depends on"
-            + ("" if arch == "amd64" else f" (is the {arch} architecture added to dpkg and apt updated?)")
-        )
-    package = names[0] if arch == "amd64" else f"{names[0]}:{arch}"
-    shown = _run(["apt-cache", "show", "--no-all-versions", package], what=what)
+        raise VerifyError(f"apt-cache knows no kernel package that {meta!r} depends on (for {arch})")
+    package = names[0]
+    shown = _run(["apt-cache", *options, "show", "--no-all-versions", package], what=what)
     version = re.search(r"^Version:\s*(\S+)", shown, re.MULTILINE)
     if version is None:
         raise VerifyError(f"apt-cache show {package!r} gives no Version")
-    return names[0], version.group(1)
+    return package, version.group(1)
 
 
 def debian_kernel(arch: str = "amd64", *, cache: Path | None = None) -> Kernel:
@@ -163,30 +203,36 @@ def debian_kernel(arch: str = "amd64", *, cache: Path | None = None) -> Kernel:
 
     The package is resolved with apt (so the answer follows the host's apt sources), fetched
     with ``apt-get download`` and unpacked with ``dpkg-deb -x`` into
-    ``CACHE/kernels/PACKAGE_VERSION``; the ``.deb`` is removed afterwards.  Concurrent callers
-    wait on a lock rather than download twice.  Raises :class:`VerifyError` naming what is
-    missing: apt, the package, dpkg-deb, or a kernel image in the package.
+    ``CACHE/kernels/PACKAGE_VERSION``; the ``.deb`` is removed afterwards.  For another
+    architecture than the host's, apt uses package lists of its own (:func:`apt_options`) and
+    that architecture's busybox-static is unpacked alongside, for the probe.  Concurrent
+    callers wait on a lock rather than download twice.  Raises :class:`VerifyError` naming
+    what is missing: apt, the package, dpkg-deb, or a kernel image in the package.
     """
-    package, version = resolve_debian_kernel(arch)
+    package, version = resolve_debian_kernel(arch, cache=cache)
     home = (cache or cache_dir()) / "kernels"
     target = home / f"{package}_{version}"
+    options = apt_options(arch, cache)
+    packages = [package] if not options else [package, "busybox-static"]
     with _locked(home / ".lock"):
         if not (target / ".complete").exists():
-            _download_and_unpack(package if arch == "amd64" else f"{package}:{arch}", home, target)
+            _download_and_unpack(packages, options, home, target)
     return _kernel_from_tree(target, arch=arch, package=f"{package}={version}")
 
 
-def _download_and_unpack(package: str, home: Path, target: Path) -> None:
+def _download_and_unpack(packages: list[str], options: list[str], home: Path, target: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=home, prefix=".fetch-") as scratch:
         work = Path(scratch)
-        _run(["apt-get", "download", "-q", package], what=f"downloading {package}", cwd=work)
+        what = f"downloading {' '.join(packages)}"
+        _run(["apt-get", *options, "download", "-q", *packages], what=what, cwd=work)
         debs = sorted(work.glob("*.deb"))
-        if not debs:
-            raise VerifyError(f"apt-get download {package} left no .deb in {work}")
+        if len(debs) != len(packages):
+            raise VerifyError(f"apt-get download {' '.join(packages)} left {len(debs)} .deb files in {work}")
         tree = work / "tree"
-        _run(["dpkg-deb", "-x", str(debs[0]), str(tree)], what=f"unpacking {debs[0].name}")
-        (tree / ".complete").write_text(package + "\n")
+        for deb in debs:
+            _run(["dpkg-deb", "-x", str(deb), str(tree)], what=f"unpacking {deb.name}")
+        (tree / ".complete").write_text(" ".join(packages) + "\n")
         if target.exists():
             shutil.rmtree(target)
         tree.rename(target)
