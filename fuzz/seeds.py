@@ -14,7 +14,6 @@ writing them.  A peer tool that is not installed is left out, not an error.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -22,11 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.initramfs.corpus import PEER_COMPRESSORS
+from tests.initramfs.corpus import PEER_COMPRESSORS, archive
 
 from bootmem.fdt import DeviceTree
 from bootmem.initramfs.compress import compress
-from bootmem.initramfs.cpio import CpioWriter, Entry
+from bootmem.initramfs.cpio import Entry, Format
 
 TARGETS = ("image", "unpack", "extract", "fdt")
 MTIME = 1_700_000_000
@@ -74,17 +73,9 @@ def _archive(root: Path, tool: str) -> bytes | None:
     return _run(_ARCHIVERS[tool], listing, cwd=str(root))
 
 
-def _written(entries: list[tuple[Entry, bytes]], fmt: str = "newc") -> bytes:
-    out = io.BytesIO()
-    with CpioWriter(out, format=fmt) as w:  # type: ignore[arg-type]
-        for entry, data in entries:
-            w.add(entry, data)
-    return out.getvalue()
-
-
 def _microcode() -> bytes:
-    return _written(
-        [
+    return archive(
+        *[
             (Entry("kernel", 0o40755, c_ino=1, c_nlink=2, c_mtime=MTIME), b""),
             (Entry("kernel/x86", 0o40755, c_ino=2, c_nlink=2, c_mtime=MTIME), b""),
             (Entry("kernel/x86/microcode", 0o40755, c_ino=3, c_nlink=2, c_mtime=MTIME), b""),
@@ -152,9 +143,9 @@ def _hostile_skips() -> dict[str, bytes]:
     return seeds
 
 
-def _own_archive(fmt: str = "newc") -> bytes:
-    return _written(
-        [
+def _own_archive(fmt: Format = "newc") -> bytes:
+    return archive(
+        *[
             (Entry(".", 0o40755, c_ino=1, c_nlink=3, c_mtime=MTIME), b""),
             (Entry("bin", 0o40755, c_ino=2, c_nlink=2, c_mtime=MTIME), b""),
             (Entry("bin/sh", 0o100755, c_ino=3, c_nlink=2, c_mtime=MTIME), b"#!busybox" * 30),
@@ -166,7 +157,7 @@ def _own_archive(fmt: str = "newc") -> bytes:
             (Entry("run-fifo", 0o10644, c_ino=8), b""),
             (Entry("sock", 0o140644, c_ino=9), b""),
         ],
-        fmt,
+        format=fmt,
     )
 
 
@@ -200,7 +191,7 @@ def extract_seeds() -> dict[str, bytes]:
     }
     seeds = dict(image_seeds())
     for name, entries in hostile.items():
-        seeds[f"hostile-{name}"] = _written(entries)
+        seeds[f"hostile-{name}"] = archive(*entries)
     return seeds
 
 

@@ -2,6 +2,8 @@
 
 Plain functions (the fixtures in ``conftest.py`` wrap them):
 
+- :func:`archive` (with :func:`f`, :func:`d`, :func:`sym`, :func:`raw_entry`): the one in-memory
+  archive builder;
 - :func:`build_tree`: a directory shaped like an initramfs root - nested dirs, empty and
   multi-MB files, symlinks (relative, absolute, dangling), hardlink groups, a fifo, device
   nodes when root, odd names (spaces, UTF-8, a newline, a leading dash), fixed mtimes;
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootmem.initramfs.cpio import CpioWriter, Entry, Format
+from bootmem.initramfs.cpio import CpioWriter, Entry, Format, pack_header, pad4
 from tests.conftest import require_tool
 
 PeerTool = Literal["gnu-newc", "gnu-crc", "bsdcpio", "busybox"]
@@ -64,13 +66,48 @@ _DIRS = (
 )
 
 
-def archive(*entries: tuple[Entry, bytes], format: Format = "newc") -> bytes:
-    """One cpio archive of ``entries`` (each an Entry and its data), trailer included, as bytes."""
+Member = Entry | tuple[Entry, bytes]
+
+
+def archive(*members: Member, format: Format = "newc") -> bytes:
+    """One cpio archive of ``members`` (an Entry, or an Entry and its data), trailer included.
+
+    This is the test suite's one in-memory archive builder; every ``c_filesize`` is taken from
+    the data (:class:`CpioWriter`'s rule).
+    """
     out = io.BytesIO()
     with CpioWriter(out, format=format) as w:
-        for entry, data in entries:
+        for member in members:
+            entry, data = member if isinstance(member, tuple) else (member, b"")
             w.add(entry, data)
     return out.getvalue()
+
+
+def f(name: str, data: bytes = b"", mode: int = 0o644, **fields: int) -> tuple[Entry, bytes]:
+    """A regular file entry (mtime :data:`MTIME` unless given) and its data."""
+    fields.setdefault("c_mtime", MTIME)
+    return Entry(name, stat.S_IFREG | mode, **fields), data
+
+
+def d(name: str, mode: int = 0o755, **fields: int) -> Entry:
+    """A directory entry (nlink 2, mtime :data:`MTIME` unless given)."""
+    fields.setdefault("c_mtime", MTIME)
+    fields.setdefault("c_nlink", 2)
+    return Entry(name, stat.S_IFDIR | mode, **fields)
+
+
+def sym(name: str, target: str, **fields: int) -> Entry:
+    """A symlink entry to ``target`` (mtime :data:`MTIME` unless given)."""
+    fields.setdefault("c_mtime", MTIME)
+    return Entry(name, stat.S_IFLNK | 0o777, linkname=target, **fields)
+
+
+def raw_entry(name: bytes, *, namesize: int, data: bytes = b"", mode: int = stat.S_IFREG | 0o644) -> bytes:
+    """A newc entry written byte by byte, with a ``c_namesize`` that need not match ``name``
+    (the writer refuses such entries; the kernel meets them)."""
+    header = pack_header(Entry("x", mode), namesize=namesize, filesize=len(data))
+    body = name + b"\0" * pad4(len(header) + len(name))
+    return header + body + data + b"\0" * pad4(len(data))
 
 
 def _content(rng: random.Random, size: int) -> bytes:

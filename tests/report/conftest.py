@@ -1,23 +1,21 @@
-"""Small images for the report tests: an /init and a few files, raw or gzip-compressed."""
+"""Small images for the report tests: an /init and a few files, raw or compressed."""
 
 from __future__ import annotations
 
-import io
 import stat
 
-from bootmem.initramfs.compress import open_compressor
-from bootmem.initramfs.cpio import CpioWriter, Entry
+from bootmem.initramfs.compress import compress
+from bootmem.initramfs.cpio import Entry
+from tests.initramfs.corpus import archive
 
 
 def make_image(files: dict[str, bytes], *, compression: str | None = None) -> bytes:
     """An initramfs with ``/init`` and ``files`` (name -> data) in one archive."""
-    out = io.BytesIO()
-    with CpioWriter(out) as w:
-        w.add(Entry("init", stat.S_IFREG | 0o755, c_ino=1), b"#!/bin/sh\nexec sh\n")
-        for ino, (name, data) in enumerate(sorted(files.items()), start=2):
-            w.add(Entry(name, stat.S_IFREG | 0o644, c_ino=ino), data)
-    raw = out.getvalue()
-    if compression is None:
-        return raw
-    compressor = open_compressor(compression)
-    return compressor.compress(raw) + compressor.flush()
+    raw = archive(
+        (Entry("init", stat.S_IFREG | 0o755, c_ino=1), b"#!/bin/sh\nexec sh\n"),
+        *(
+            (Entry(name, stat.S_IFREG | 0o644, c_ino=ino), data)
+            for ino, (name, data) in enumerate(sorted(files.items()), start=2)
+        ),
+    )
+    return raw if compression is None else compress(raw, compression)

@@ -9,14 +9,13 @@ result is.
 
 from __future__ import annotations
 
-import io
 import random
 import stat
 
 from bootmem.initramfs.compress import compress
-from bootmem.initramfs.cpio import CpioWriter, Entry
+from bootmem.initramfs.cpio import Entry
+from tests.initramfs.corpus import MTIME, archive
 
-MTIME = 1_700_000_000
 _rng = random.Random(6)
 
 
@@ -59,18 +58,10 @@ FILES: dict[str, bytes] = {"/" + e.name: data for e, data in EARLY + MAIN if sta
 PATHS = {"/" + e.name for e, _ in EARLY + MAIN}
 
 
-def archive(entries: list[tuple[Entry, bytes]]) -> bytes:
-    out = io.BytesIO()
-    with CpioWriter(out) as w:
-        for entry, data in entries:
-            w.add(entry, data)
-    return out.getvalue()
-
-
 def small_image(compression: str = "gzip", *, padding: int = 12) -> bytes:
     """The raw early archive, ``padding`` NULs (keep it a multiple of 4), the compressed main one."""
-    early = archive(EARLY)
-    return early + b"\0" * padding + compress(archive(MAIN), compression)
+    early = archive(*EARLY)
+    return early + b"\0" * padding + compress(archive(*MAIN), compression)
 
 
 def entry_names() -> list[str]:

@@ -23,7 +23,7 @@ from tests.stress.images import archive
 
 CAP = 1 << 20
 BOMBS = [c for c in COMPRESSIONS if c != "none"]
-HEAD = archive([(Entry("init", stat.S_IFREG | 0o755, c_filesize=3), b"#!\n")])
+HEAD = archive((Entry("init", stat.S_IFREG | 0o755, c_filesize=3), b"#!\n"))
 
 
 @functools.cache
@@ -35,7 +35,7 @@ def _bomb(name: str, size: int) -> bytes:
 @functools.cache
 def _file_bomb(name: str, size: int) -> bytes:
     """An archive whose one file holds ``size`` zero bytes, as one ``name`` member."""
-    return compress(archive([(Entry("zeros", stat.S_IFREG | 0o644, c_filesize=size), bytes(size))]), name)
+    return compress(archive((Entry("zeros", stat.S_IFREG | 0o644, c_filesize=size), bytes(size))), name)
 
 
 @pytest.mark.parametrize("name", BOMBS)

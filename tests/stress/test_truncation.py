@@ -49,7 +49,7 @@ def _expected(entries: list[tuple[bootmem.initramfs.Entry, bytes]]) -> list[tupl
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_listing_every_prefix(compression: str) -> None:
     image = small_image(compression)
-    early_end = len(archive(EARLY))
+    early_end = len(archive(*EARLY))
     full = _expected(ENTRIES)
     for n in range(len(image) + 1):
         got, error = _listed(image[:n])
@@ -69,7 +69,7 @@ def test_listing_every_prefix(compression: str) -> None:
 
 def _main_offset(image: bytes) -> int:
     """Where the compressed main member starts: the first non-NUL byte after the early archive."""
-    end = len(archive(EARLY))
+    end = len(archive(*EARLY))
     while image[end] == 0:
         end += 1
     return end
