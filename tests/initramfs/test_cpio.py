@@ -22,7 +22,7 @@ from bootmem.initramfs.cpio import (
     pack_header,
     parse_header,
 )
-from tests.initramfs.corpus import archive
+from tests.initramfs.corpus import archive, raw_entry
 
 
 def reg(name: str, data: bytes = b"", **kw: int) -> tuple[Entry, bytes]:
@@ -160,14 +160,32 @@ def test_namesize_over_path_max() -> None:
         read_all(patched(at, b"%08X" % (PATH_MAX + 1)))
 
 
-def test_lenient_reader_skips_what_the_kernel_skips() -> None:
-    at = SECOND + 6 + 11 * 8
-    bad = patched(at, b"00000000")
-    # With c_namesize 0 the name is read as data: the entry is skipped over its recorded sizes.
+# Entries init/initramfs.c's do_header skips over their recorded sizes (state SkipIt): a
+# c_namesize of 0 or over PATH_MAX, and a symlink whose target is over PATH_MAX bytes.
+KERNEL_SKIPS = {
+    "namesize-0": raw_entry(b"", namesize=0, data=b"body of a nameless entry"),
+    "namesize-over-path-max": raw_entry(b"n" * PATH_MAX + b"\0", namesize=PATH_MAX + 1, data=b"data"),
+    "symlink-target-over-path-max": raw_entry(
+        b"link\0", namesize=5, data=b"t" * (PATH_MAX + 1), mode=stat.S_IFLNK | 0o777
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KERNEL_SKIPS))
+def test_lenient_reader_skips_what_the_kernel_skips(case: str) -> None:
+    before, after = archive(reg("a", b"aaaa")), archive(reg("b", b"data of b"))
+    # One archive: "a", the entry the kernel skips, "b" (the first archive's trailer cut off).
+    data = before[: header_offsets(before)[-1]] + KERNEL_SKIPS[case] + after
+    reader = CpioReader(io.BytesIO(data), strict=False)
+    assert [(e.name, reader.read_data()) for e in reader] == [("a", b"aaaa"), ("b", b"data of b")]
+    assert reader.skipped == 1 and reader.archives == 1
+    with pytest.raises(CpioError, match=rf"at offset {header_offsets(before)[-1]:#x}"):
+        read_all(data)  # strict: the same entry is an error naming its offset
+
+
+def test_lenient_reader_counts_nothing_in_a_clean_archive() -> None:
     reader = CpioReader(io.BytesIO(archive(reg("a"), reg("b"))), strict=False)
-    assert [e.name for e in reader] == ["a", "b"]
-    with pytest.raises(CpioError):  # the skipped body lands mid-name: the next header is garbage
-        read_all(bad, strict=False)
+    assert [e.name for e in reader] == ["a", "b"] and reader.skipped == 0
 
 
 def test_name_without_nul() -> None:
