@@ -10,6 +10,7 @@ from bootmem.kernel.boot import boot
 from bootmem.kernel.example import example_image
 from bootmem.mm import PageAllocator
 from tests.kernel.conftest import MACHINE
+from tests.mm.interleaving import Interleaving
 
 
 class Load:
@@ -37,7 +38,12 @@ def test_async_unpack_under_load_gives_the_same_rootfs() -> None:
     image = example_image()
     sync = boot(image, machine=MACHINE, cmdline="initramfs_async=0")
     load = Load()
-    asynchronous = boot(image, machine=MACHINE, cmdline="initramfs_async=1", load=load)
+    # The unpacker waits after its first rootfs allocation until the load has allocated.
+    gate = Interleaving("rootfs", "load")
+    asynchronous = boot(
+        image, machine=MACHINE, cmdline="initramfs_async=1", load=load, allocator_hook=gate.install
+    )
+    gate.check()
     assert load.overlapped > 0, "the load never ran while unpacking"
     assert sync.rootfs is not None and asynchronous.rootfs is not None
     assert asynchronous.rootfs.tree() == sync.rootfs.tree()

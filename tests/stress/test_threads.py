@@ -25,7 +25,9 @@ from bootmem.kernel.boot import Machine, boot
 from bootmem.kernel.unpack import unpack_initrd
 from bootmem.mm import PageAllocator
 from bootmem.units import PAGE_SIZE
-from tests.stress.images import FILES, archive, small_image
+from tests.initramfs.corpus import archive
+from tests.mm.interleaving import Interleaving
+from tests.stress.images import FILES, small_image
 
 THREADS = 8
 MACHINE = Machine(ram_size=32 << 20, kernel_size=2 << 20, max_order=6)
@@ -106,8 +108,8 @@ def short_switch_interval() -> Iterator[None]:
 MANY = {f"/many/{i:03d}": bytes([i % 251]) * (3000 + i) for i in range(400)}
 MANY_MEMBER = compress(
     archive(
-        [(Entry("many", stat.S_IFDIR | 0o755), b"")]
-        + [(Entry(p[1:], stat.S_IFREG | 0o644, c_filesize=len(d)), d) for p, d in MANY.items()]
+        Entry("many", stat.S_IFDIR | 0o755),
+        *((Entry(p[1:], stat.S_IFREG | 0o644), d) for p, d in MANY.items()),
     ),
     "gzip",
 )
@@ -134,9 +136,14 @@ def test_eight_threads_during_an_async_boot() -> None:
             for worker in workers:
                 worker.join()
 
-        report = boot(image, machine=MACHINE, cmdline="initramfs_async=1", load=load)
+        # The unpacker waits after its first rootfs allocation until a thread has allocated.
+        gate = Interleaving("rootfs", "churn")
+        report = boot(
+            image, machine=MACHINE, cmdline="initramfs_async=1", load=load, allocator_hook=gate.install
+        )
         assert not errors, errors
         assert report.ok, (report.unpack_error, report.unpack_detail)
+        gate.check()
         assert frames.handed >= THREADS * 500 // 2 and frames.during > 0
         pa, fs = report.allocator, report.rootfs
         assert pa is not None and fs is not None
@@ -174,9 +181,13 @@ def test_eight_threads_on_the_allocator_during_unpack_and_release() -> None:
     for worker in workers:
         worker.start()
     filesystems = []
+    gates = []
     try:
         for start in places:
             fs = Tmpfs(pa, size_limit=1 << 20, owner=f"rootfs@{start:#x}")
+            # Each unpack waits after its first allocation until a thread has allocated.
+            gates.append(Interleaving(fs.owner, "churn"))
+            gates[-1].install(pa)
             result = unpack_initrd(pa, start, start + len(image), fs)
             assert result.error is None, result.error
             with frames.lock:  # the release and the forbidden set change together
@@ -189,6 +200,8 @@ def test_eight_threads_on_the_allocator_during_unpack_and_release() -> None:
         for worker in workers:
             worker.join()
     assert not errors, errors
+    for gate in gates:
+        gate.check()
     assert frames.during > 0
     pa.check_invariants()
     owners = pa.pages_by_owner()
