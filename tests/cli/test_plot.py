@@ -8,19 +8,41 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bootmem.cli import main
 from bootmem.cli.progress import progress_bar
+from bootmem.report.owners import COLOURS, DESCRIPTIONS
 
 
-def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    legends: list[list[str]] = []
+    savefig = Figure.savefig
+
+    def recording_savefig(fig: Figure, *args: Any, **kwargs: Any) -> None:
+        legends.extend([t.get_text() for t in legend.get_texts()] for legend in fig.legends)
+        savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
     out = tmp_path / "boot.png"
     assert main(["boot", "--mem", "64M", "--plot", str(out)]) == 0
-    data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 20_000
+    with Image.open(out) as picture:
+        assert picture.format == "PNG"
+        picture.load()  # decodes every row: a truncated or corrupt file raises here
+        # figsize (11 + 2 per memory map) x 6.4 inches at 110 dpi; two maps (before and after the release).
+        assert picture.size == ((11 + 2 * 2) * 110, round(6.4 * 110))
+        pixels = picture.convert("RGB").getcolors(1 << 24)
+        colours = {f"#{r:02x}{g:02x}{b:02x}" for _, (r, g, b) in pixels}
+    # The figure written is the one whose legend names the owners, each drawn in its colour.
+    (labels,) = legends
+    for owner in ("kernel", "device tree", "initrd", "rootfs", "free"):
+        assert any(label.startswith(f"{owner}: {DESCRIPTIONS[owner]}") for label in labels), (owner, labels)
+        assert COLOURS[owner] in colours, owner
 
 
 def test_svg_names_the_owners(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
