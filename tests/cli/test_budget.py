@@ -12,6 +12,7 @@ import pytest
 
 from bootmem.cli import main
 from bootmem.kernel.arch import X86_64
+from tests.conftest import validate_json
 from tests.kernel.test_arch import DATA as LOGS
 from tests.report.conftest import make_image
 from tests.report.test_budget import DMESG
@@ -40,7 +41,9 @@ def test_json(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
         == 0
     )
     data = json.loads(capsys.readouterr().out)
+    validate_json(data, "budget")
     assert data["min_ram_bytes"] == data["released"]["min_ram_bytes"]
+    assert data["release_wins_bytes"] == data["min_ram_retain_initrd_bytes"] - data["min_ram_bytes"]
     assert data["min_ram_bytes"] <= data["min_ram_retain_initrd_bytes"]
     assert data["rootfs_share"] == 0.8
     assert data["arch"] == {
@@ -58,6 +61,7 @@ def test_from_log(image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     log.write_text(DMESG)
     assert main(["budget", str(image), "--from-log", str(log), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    validate_json(data, "budget")
     assert data["kernel_size"] == (211712 - 47476 - 4) << 10
     assert data["arch"]["name"] == "flat"  # no e820 map in that log: its whole footprint is fixed
     assert data["calibration"][0]["reserved_bytes"] == 211712 << 10

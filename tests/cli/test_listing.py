@@ -12,6 +12,7 @@ import pytest
 from bootmem.cli import main
 from bootmem.initramfs import CpioWriter, Entry
 from bootmem.initramfs.compress import compress
+from tests.conftest import validate_json
 
 
 def _image(tmp_path: Path, data: bytes) -> str:
@@ -104,7 +105,9 @@ def test_examine(image: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_examine_json(image: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["examine", "--json", image]) == 0
-    segments = json.loads(capsys.readouterr().out)["segments"]
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "examine")
+    segments = data["segments"]
     assert [s["compression"] for s in segments] == ["none", "zstd"]
     assert set(segments[0]) == {
         "index",
