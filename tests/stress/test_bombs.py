@@ -19,7 +19,7 @@ from bootmem.errors import DecompressionBombError
 from bootmem.initramfs.compress import COMPRESSIONS, compress
 from bootmem.initramfs.cpio import Entry
 from bootmem.kernel.boot import Machine, boot
-from tests.stress.images import archive
+from tests.initramfs.corpus import archive
 
 CAP = 1 << 20
 BOMBS = [c for c in COMPRESSIONS if c != "none"]

@@ -23,7 +23,8 @@ from bootmem.errors import BootmemError
 from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel.unpack import unpack_to_rootfs
 from bootmem.mm import PageAllocator
-from tests.stress.images import EARLY, FILES, MAIN, archive, small_image
+from tests.initramfs.corpus import archive
+from tests.stress.images import EARLY, FILES, MAIN, small_image
 
 COMPRESSIONS = ("gzip", "zstd", "xz", "lz4")
 ENTRIES = EARLY + MAIN
