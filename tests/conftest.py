@@ -1,8 +1,9 @@
 """Shared test configuration.
 
-Peer tools (GNU cpio, bsdcpio, busybox, dtc, the compressors) are looked up on PATH.  On a
-user's machine a missing one skips its tests with the reason; under CI (``CI=true``) a missing
-peer is a failure, so a green CI run means the differential tests really ran.
+Peer tools (GNU cpio, bsdcpio, busybox, dtc, the compressors) are looked up on PATH, optional
+codecs (python-lzo, the ``lzo`` extra) imported.  On a user's machine a missing one skips its
+tests with the reason; under CI (``CI=true``) a missing one is a failure, so a green CI run
+means the differential tests really ran.
 """
 
 from __future__ import annotations
@@ -49,3 +50,52 @@ def validate_json(data: object, command: str) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     assert not errors, "; ".join(f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors)
+
+
+#: Optional codec packages: compression name -> the module its tests need.
+OPTIONAL_CODECS = {"lzo": "lzo"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_module(name): needs Python package name (skip; CI: fail)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test parametrized with an optional codec's name needs that codec's package."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        values = set(callspec.params.values()) if all(map(_hashable, callspec.params.values())) else set()
+        for codec, module in OPTIONAL_CODECS.items():
+            if codec in values:
+                item.add_marker(pytest.mark.needs_module(module))
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs_module"):
+        require_module(marker.args[0])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
+    """A test that meets a codec whose package is missing (bootmem's ``MissingCodecError``)
+    skips, or fails under CI, as :func:`require_module` says; with the package there, the
+    error stands."""
+    try:
+        return (yield)
+    except ImportError as exc:
+        from bootmem.errors import MissingCodecError
+
+        missing = exc.__cause__ if isinstance(exc, MissingCodecError) else None
+        if isinstance(missing, ModuleNotFoundError) and missing.name:
+            require_module(missing.name)
+        raise
