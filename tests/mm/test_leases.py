@@ -99,3 +99,20 @@ def test_context_manager(leased: PageAllocator) -> None:
 def test_lease_needs_reserved_range(leased: PageAllocator) -> None:
     with pytest.raises(NotReservedError, match=r"\[0x80010000, 0x80011000\) is not reserved"):
         leased.lease(page(15), page(17), owner="unpack")
+
+
+def test_leases_touching_the_released_range_are_not_in_it(leased: PageAllocator) -> None:
+    """Half-open ranges: a lease ending at the release's start, or starting at its end, is not
+    in ``[start, end)``, so its live views do not block the release and it stays open.
+
+        page     8   10  12  14  16
+        lease    [below)     [above)
+        release      [   )
+    """
+    below = leased.lease(page(8), page(10), owner="below")
+    above = leased.lease(page(12), page(16), owner="above")
+    views = below.view, above.view
+    assert leased.release_reserved(page(10), page(12)) == 2
+    assert not below.closed and not above.closed
+    for view in views:
+        view.release()

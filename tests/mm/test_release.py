@@ -48,6 +48,14 @@ def test_unaligned_start_and_end(pa: PageAllocator) -> None:
     assert pa.reserved_regions() == []
 
 
+def test_one_byte_into_the_last_page(pa: PageAllocator) -> None:
+    """``[page 4, page 9 + 1)``: the last byte lies in page 9, so six pages are reserved, then freed."""
+    pa.reserve(page(4), page(9) + 1, "initrd")
+    assert pa.stats()["reserved"] == 6
+    assert pa.release_reserved(page(4), page(9) + 1) == 6
+    assert pa.stats() == {"total": 64, "free": 64, "allocated": 0, "reserved": 0}
+
+
 def test_unaligned_linux_generic_keeps_partial_pages(pa: PageAllocator) -> None:
     """Linux's free_reserved_area(PAGE_ALIGN(start), end & PAGE_MASK) never frees edge pages."""
     pa.reserve(page(4) + 0x10, page(9) - 0x10, "initrd")
