@@ -36,7 +36,7 @@ from bench.timing import Comparison, ContenderFailed, alternate
 
 GIB = 1 << 30
 RAM_SIZES = (256 << 20, GIB, 16 * GIB, 256 * GIB, 1024 * GIB)
-SECTIONS = ("list", "extract", "create", "create19", "boot", "scaling", "mm", "profile")
+SECTIONS = ("list", "startup", "extract", "create", "create19", "boot", "scaling", "mm", "profile")
 ROOT = Path(__file__).resolve().parent.parent
 #: Codecs whose 500 MB images are only listed in the full run: decompressing them takes tens of
 #: seconds per contender and run, and extraction and boot() are judged on their smaller images.
@@ -142,6 +142,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 results.setdefault("ls_rss", []).append(rss)
             if "scaling" in args.only:
                 results.setdefault("scaling", []).extend(scaling(image, 1 if args.quick else 3))
+        small = by_label.get(f"{min(args.sizes, default=10):g} MB zstd")
+        if "startup" in args.only and small is not None:
+            from bench.startup import import_times, startup_contenders
+
+            log(f"start-up {small.label}")
+            with failures(results, "startup", small.label):
+                c = alternate(small.label, startup_contenders(small), runs_for(10, args.quick))
+                results["startup"] = [_samples(c)]
+            results["importtime"] = import_times(2 if args.quick else 5)
         if "create19" in args.only:
             image = by_label.get("130 MB zstd") or trees[0]
             log(f"create zstd:19 {image.label}")

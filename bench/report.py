@@ -346,15 +346,25 @@ and never written again cost the host nothing."""
 READING = """\
 ## Reading the figures
 
-- bootmem runs in CPython; every command pays the interpreter's start and imports (tens of
-  milliseconds), which dominate at 10 MB; against codecs that decompress at memory speed (zstd,
-  lz4) the per-entry Python work, not decompression, sets bootmem's time. With xz, where
-  decompression dominates, `ls`, `extract` and `boot()` are within about 10% of bsdtar and of
-  the floor; gzip lies between.
+- Each figure is the median of alternating runs in one session, the order reversed every other
+  round, so drift and other load fall on all contenders alike; the header gives the load
+  average each run saw. On this shared two-core machine absolute times are inflated by other
+  work; ratios are the figures to read, and ratios of commands that last tens of milliseconds
+  (start-up bound) move the most.
+- bootmem runs in CPython: `python -c pass` alone takes about as long as bsdtar's whole listing
+  of a 10 MB image (the start-up table), and the imports of `bootmem ls` (argparse, dataclasses
+  with inspect, typing, zstandard) come on top, so at 10 MB the listing is start-up bound.
+- Against codecs that decompress at memory speed (zstd, lz4) the per-entry Python work, not
+  decompression, sets bootmem's time; with xz, lzma and bzip2, where decompression dominates,
+  `ls`, `extract` and `boot()` stay close to bsdtar and to the floor.
 - The pipelines `decompressor -dc | cpio` use two processes, so on two cores decompression and
-  archive parsing overlap; bsdtar and bootmem do both in one thread.
-- Each figure is the median of alternating runs in one session; differences under about 5% are
-  within the noise of this machine."""
+  archive parsing overlap; bsdtar does both in one thread.
+- `create --compress zstd:N` compresses in libzstd's worker threads, one per core: on two cores
+  the most it can win over one thread is 2x, less what the archiving thread and other load
+  take. Every thread count of 1 or more writes the same bytes (libzstd's multi-threaded format
+  does not depend on it), so the default is reproducible from one machine to another;
+  `threads=0` is zstd's single-threaded mode, whose bytes differ (as `zstd --single-thread`
+  differs from `zstd -T1`)."""
 
 
 def body(results: dict[str, Any]) -> list[str]:
@@ -378,6 +388,7 @@ def body(results: dict[str, Any]) -> list[str]:
         lines.append("")
     titles = {
         "list": "Listing",
+        "startup": "Start-up",
         "extract": "Extraction to disk",
         "create": "Creation (zstd -3)",
         "create19": "Creation at zstd -19, in threads and in one",
@@ -394,6 +405,10 @@ def body(results: dict[str, Any]) -> list[str]:
             ]
             lines += comparison_table(section, results[section])
             lines.append("")
+            if section == "startup":
+                lines += [STARTUP, ""]
+                if results.get("importtime"):
+                    lines += ["```", *results["importtime"], "```", ""]
     if results.get("ls_rss"):
         lines += ["### Peak RSS of listing", "", "| image | bootmem ls | bsdtar -tf |", "|---|---|---|"]
         for row in results["ls_rss"]:
@@ -426,10 +441,25 @@ def body(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+STARTUP = """\
+`python -c pass` is the interpreter's own start; `python + ls's imports` adds every module
+`bootmem ls` imports before it reads the image (its parser, the image reader, zstandard). The
+listing is the rest. Below, `python -X importtime` of those imports (the least of several runs):
+the modules with the most time of their own."""
+
 PROFILES = """\
 Each command once under cProfile (`python -m bench.profile`), the functions with the most time
 of their own first. The profiler slows Python code several times and C code not at all, so the
 codecs' share (the `read` and `decompress` methods) reads lower here than it is unprofiled."""
+
+
+CODECS = ("zstd", "xz", "gzip", "lz4", "bzip2", "lzma")
+
+
+def _order(title: str) -> tuple[float, int]:
+    """Generated images by size then codec, the Debian images after them."""
+    codec = title.split()[-1]
+    return (_mb(title) or float("inf"), CODECS.index(codec) if codec in CODECS else len(CODECS))
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -455,6 +485,10 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             rows = out.setdefault(section, [])
             for row in value:
                 rows[:] = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
+    for section, rows in out.items():
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and section != "failures":
+            name = next(k for k in ("title", "image", "label") if k in rows[0])
+            rows.sort(key=lambda r, name=name: (_order(r[name]), r.get("ram", 0)))
     return out
 
 

@@ -27,6 +27,7 @@ def test_quick_run_writes_document_and_plot(tmp_path: Path, monkeypatch: pytest.
     for heading in (
         "## Goals",
         "## Listing",
+        "## Start-up",
         "## Extraction to disk",
         "## Creation",
         "## Creation at zstd -19",
@@ -92,7 +93,9 @@ def test_render_merges_runs_later_rows_win(tmp_path: Path) -> None:
         "2024-01-01 00:00",
         [("10 MB zstd", [0.05], [0.02]), ("130 MB zstd", [0.3], [0.2])],
     )
-    second = _saved(tmp_path / "b.json", "2024-01-02 00:00", [("130 MB zstd", [0.21], [0.2])])
+    second = _saved(
+        tmp_path / "b.json", "2024-01-02 00:00", [("130 MB zstd", [0.21], [0.2]), ("4 MB xz", [0.1], [0.1])]
+    )
     assert bench_main.main(["--render", str(first), str(second), "--out", str(tmp_path)]) == 0
     doc = (tmp_path / "BENCHMARKS.md").read_text()
     assert "2024-01-01 00:00" in doc and "2024-01-02 00:00" in doc
@@ -100,4 +103,6 @@ def test_render_merges_runs_later_rows_win(tmp_path: Path) -> None:
     assert "| 10 MB zstd | 50.0 ms | 20.0 ms (2.50x) | within 1.5x of bsdtar -tf: **missed** |" in doc
     assert "| 130 MB zstd | 210 ms | 200 ms (1.05x) | within 1.15x of bsdtar -tf: met |" in doc
     assert "1.50x" not in doc
-    assert "| list, all 2 images: bootmem ls within 1.15x of bsdtar -tf (10 MB images: within 1.5x) | " in doc
+    assert "| list, all 3 images: bootmem ls within 1.15x of bsdtar -tf (10 MB images: within 1.5x) | " in doc
+    # rows by image size, whichever run measured them
+    assert doc.index("| 4 MB xz |") < doc.index("| 10 MB zstd |") < doc.index("| 130 MB zstd |")
