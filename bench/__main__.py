@@ -79,8 +79,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         },
         "images": [],
     }
-    t_start = time.perf_counter()
-    load_start = os.getloadavg()[0]
+    results["meta"]["load"] = [os.getloadavg()[0]]
+    results["meta"]["started"] = time.time()
     images: list[tuple[Image, float]] = []  # and its size in MB, for the number of runs
     for mb in args.sizes:
         for compression in args.compressions:
@@ -104,7 +104,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bootmem-bench-run-") as tmp:
         work = Path(tmp)
         out = work / "out"
-        for image, mb in images:
+        # The Debian images first, then the generated ones in the order of --sizes; the results
+        # so far are saved after each image, so a run cut short still leaves its figures.
+        for image, mb in sorted(images, key=lambda im: not im[0].label.startswith("Debian")):
+            checkpoint(args, results)
             runs = runs_for(mb, args.quick)
             label = image.label
             heavy = mb > 130 and image.compression in SLOW and not args.every_codec
@@ -134,7 +137,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 with failures(results, "create", image.label):
                     c = alternate(image.label, create_contenders(image.tree(), made), runs)
                     results.setdefault("create", []).append(_samples(c))
-        for image in [by_label.get(f"{mb:g} MB zstd") or images[0][0] for mb in args.sizes]:
+        for image in [by_label[f"{mb:g} MB zstd"] for mb in args.sizes if f"{mb:g} MB zstd" in by_label]:
             if "list" in args.only:
                 log(f"ls peak RSS {image.label}")
                 rss = {"image": image.label, "bootmem ls": ls_peak_rss(image)}
@@ -167,9 +170,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         image = next((i for i, _ in images if i.label.startswith("Debian")), images[-1][0])
         log(f"profiles {image.label}")
         results["profiles"] = profiles(image)
-    results["meta"]["seconds"] = time.perf_counter() - t_start
-    results["meta"]["load"] = [load_start, os.getloadavg()[0]]
+    checkpoint(args, results)
     return results
+
+
+def checkpoint(args: argparse.Namespace, results: dict[str, Any]) -> Path:
+    """Save ``results`` as they are (``results-NAME.json`` in the image cache); the path."""
+    saved = cache_dir() / f"results-{args.save or ('quick' if args.quick else 'full')}.json"
+    meta = results["meta"]
+    meta["load"] = [meta["load"][0], os.getloadavg()[0]]
+    meta["seconds"] = time.time() - meta["started"]
+    saved.write_text(json.dumps(results, indent=1))
+    return saved
 
 
 @contextlib.contextmanager
@@ -264,9 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown: {', '.join(sorted(unknown))}")
         results = measure(args)
-        saved = cache_dir() / f"results-{args.save or ('quick' if args.quick else 'full')}.json"
-        saved.write_text(json.dumps(results, indent=1))
-        log(f"results saved in {saved}")
+        log(f"results saved in {checkpoint(args, results)}")
     print_tables(results)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = write_document(results, args.out)
