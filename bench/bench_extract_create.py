@@ -21,12 +21,16 @@ from bench.images import DECOMPRESSORS, Image
 from bench.timing import available
 
 
-def extract_contenders(image: Image, out: Path, every_peer: bool = True) -> dict[str, Callable[[], object]]:
-    """Extraction of ``image`` into ``out`` (which must exist and be empty before each run);
-    without ``every_peer`` only bsdtar and GNU cpio beside ``bootmem extract``."""
+def extract_contenders(
+    image: Image, out: Path, every_peer: bool = True, filter: str | None = None
+) -> dict[str, Callable[[], object]]:
+    """Extraction of ``image`` into ``out`` (which must exist and be empty before each run), with
+    the default filter or ``filter``; without ``every_peer`` only bsdtar and GNU cpio beside
+    ``bootmem extract``."""
     unpack = f"{DECOMPRESSORS[image.compression]} {image.member}"
+    ours = f"bootmem extract --filter {filter}" if filter else "bootmem extract"
     commands = {
-        "bootmem extract": f"{BOOTMEM} extract {image.path} {out}",
+        ours: f"{BOOTMEM} extract {image.path} {out}" + (f" --filter {filter}" if filter else ""),
         "bsdtar -xf": f"cd {out} && bsdtar -xf {image.member}",
         "cpio -idm": f"{unpack} | (cd {out} && cpio -idm --quiet)",
         "busybox cpio -idm": f"{unpack} | (cd {out} && busybox cpio -idm 2>/dev/null)",
