@@ -79,6 +79,10 @@ def _error(err: int, path: str, detail: str = "") -> TmpfsError:
     return exc
 
 
+#: mm/shmem.c: a symlink target this long, with its NUL, is kept in the inode, not a page.
+SHORT_SYMLINK_LEN = 128
+
+
 class Inode:
     """One file of any type, shared by all its hard links.
 
@@ -200,7 +204,12 @@ class OpenFile:
         with view:
             self._pos, error = self._fs._write_at(self.inode, self._pos, view, self.path)
             if error is not None:
-                raise error
+                try:
+                    raise error
+                finally:
+                    # The traceback holds this frame: without the local, a cycle would keep
+                    # ``data`` (perhaps a view of the initrd's lease) alive until a gc run.
+                    del error, data
             return len(view)
 
     def chown(self, uid: int, gid: int) -> None:
@@ -360,18 +369,37 @@ class Tmpfs:
             inode = self._new_inode(kind | stat.S_IMODE(mode), uid, gid, mtime, rdev)
             self._attach(parent, name, inode)
 
-    def symlink(self, target: str, path: str, uid: int = 0, gid: int = 0, mtime: int = 0) -> None:
+    def symlink(
+        self, target: str, path: str, uid: int = 0, gid: int = 0, mtime: int = 0, *, allow_empty: bool = False
+    ) -> None:
         """Make symlink ``path`` pointing at ``target`` (stored as given, not resolved); mode 0777.
 
-        An empty ``target`` is ``ENOENT``, as ``symlink(2)``.
+        An empty ``target`` is ``ENOENT``, as ``symlink(2)``, unless ``allow_empty`` (the kernel's
+        own ``init_symlink`` hands it to ``vfs_symlink`` as it is).  As ``shmem_symlink``: a
+        target of ``PAGE_SIZE - 1`` bytes or more is ``ENAMETOOLONG``, and one of
+        ``SHORT_SYMLINK_LEN`` bytes or more is kept in a page of its own, charged to the size
+        limit (``ENOSPC`` when there is none).
         """
-        if not target:
+        encoded = os.fsencode(target)
+        if not encoded and not allow_empty:
             raise _error(errno.ENOENT, path, "empty symlink target")
+        if len(encoded) + 1 > PAGE_SIZE:
+            raise _error(errno.ENAMETOOLONG, path, f"symlink target of {len(encoded)} bytes")
         with self._lock:
             parent, name = self._new_name(path)
             inode = self._new_inode(stat.S_IFLNK | 0o777, uid, gid, mtime)
+            if len(encoded) + 1 > SHORT_SYMLINK_LEN:
+                error = self._alloc_pages(inode, 1, path)
+                if error is not None:
+                    for pfn in inode.pages:
+                        self._free_page(pfn)
+                    try:
+                        raise error
+                    finally:
+                        del error  # no cycle through this frame's traceback (see OpenFile.write)
+                self._allocator.memory.write(inode.pages[0] * PAGE_SIZE, encoded + b"\0")
             inode.target = target
-            inode.size = len(os.fsencode(target))
+            inode.size = len(encoded)
             self._attach(parent, name, inode)
 
     def link(self, existing: str, new: str) -> None:
@@ -858,7 +886,10 @@ class Tmpfs:
         if error is not None:
             while len(inode.pages) > old:
                 self._free_page(inode.pages.pop())
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame's traceback (see OpenFile.write)
         if inode.size % PAGE_SIZE:
             self._zero(inode.pages[inode.size // PAGE_SIZE], inode.size % PAGE_SIZE, PAGE_SIZE)
         for pfn in inode.pages[old:]:
