@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -376,14 +375,3 @@ def test_custom_filter_may_skip_or_rename(dest: Path) -> None:
 )
 def test_relative_name(name: str, expected: str) -> None:
     assert relative_name(name) == expected
-
-
-def test_image_extractall_uses_this_function(dest: Path) -> None:
-    from bootmem import initramfs
-
-    image = initramfs.open(archive((member("a"), b"via image")))
-    method: Callable[..., Any] | None = getattr(image, "extractall", None)
-    if method is None:
-        pytest.skip("Image.extractall is not wired yet")
-    method(dest)
-    assert (dest / "a").read_bytes() == b"via image"

@@ -73,7 +73,7 @@ def test_sync_boot_runs_the_load_after_unpacking() -> None:
 def test_error_in_the_unpacking_thread_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     from bootmem.kernel import boot as boot_module
 
-    def broken(*args: object) -> object:
+    def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("unpacker crashed")
 
     monkeypatch.setattr(boot_module, "unpack_initrd", broken)

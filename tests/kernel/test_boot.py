@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import stat
 import subprocess
@@ -411,9 +412,9 @@ def test_unpacker_stashing_a_slice_stops_the_boot(monkeypatch: pytest.MonkeyPatc
 # --- not an initramfs -------------------------------------------------------------------------------
 
 
-def test_not_an_initramfs_is_kept_as_initrd_image() -> None:
+def test_not_an_initramfs_is_kept_as_initrd_image_with_blk_dev_ram_built_in() -> None:
     image = b"hsqs" + bytes(range(256)) * 40
-    report = boot(image, machine=MACHINE, cmdline=SYNC)
+    report = boot(image, machine=dataclasses.replace(MACHINE, blk_dev_ram="y"), cmdline=SYNC)
     messages = report.log.messages()
     assert (
         "rootfs image is not initramfs (invalid magic at start of compressed archive); looks like an initrd"
@@ -423,6 +424,22 @@ def test_not_an_initramfs_is_kept_as_initrd_image() -> None:
     assert report.rootfs is not None and report.rootfs.read("/initrd.image") == image
     assert report.freed_pages == len(_initrd_pfns(report))
     _accounted(report)
+
+
+@pytest.mark.parametrize(
+    ("blk_dev_ram", "line"),
+    [("m", "Trying to unpack rootfs image as initramfs..."), ("n", "Unpacking initramfs...")],
+)
+def test_not_an_initramfs_fails_without_blk_dev_ram_built_in(blk_dev_ram: str, line: str) -> None:
+    # Debian 6.1: CONFIG_BLK_DEV_RAM=m, so IS_ENABLED() but not #ifdef: the error is printed
+    # and no /initrd.image is made.
+    image = b"hsqs" + bytes(range(256)) * 40
+    report = boot(image, machine=dataclasses.replace(MACHINE, blk_dev_ram=blk_dev_ram), cmdline=SYNC)
+    messages = report.log.messages()
+    assert line in messages
+    assert "Initramfs unpacking failed: invalid magic at start of compressed archive" in messages
+    assert not report.looks_like_initrd
+    assert report.rootfs is not None and not report.rootfs.exists("/initrd.image")
 
 
 def test_bad_checksum_is_logged() -> None:

@@ -219,14 +219,21 @@ def test_bad_magic_messages(junk: bytes, message: str) -> None:
 
 
 @pytest.mark.parametrize("junk", [b"0123456789" * 20, b"hsqs" + bytes(4092)], ids=["zero-junk", "squashfs"])
-def test_non_initramfs_image_is_kept_as_initrd_image(junk: bytes) -> None:
+@pytest.mark.parametrize("blk_dev_ram", [True, False])
+def test_non_initramfs_image_is_kept_as_initrd_image_only_with_blk_dev_ram(
+    junk: bytes, blk_dev_ram: bool
+) -> None:
+    # do_populate_rootfs(): populate_initrd_image() only #ifdef CONFIG_BLK_DEV_RAM (built in).
     pa = PageAllocator(base=0, size=16 << 20)
     pa.reserve(0x10000, 0x10000 + len(junk), name="initrd")
     pa.memory.write(0x10000, junk)
     fs = fresh_fs()
-    result = unpack_initrd(pa, 0x10000, 0x10000 + len(junk), fs)
-    assert result.looks_like_initrd
-    assert fs.read("/initrd.image") == junk
+    result = unpack_initrd(pa, 0x10000, 0x10000 + len(junk), fs, blk_dev_ram=blk_dev_ram)
+    assert result.error is not None
+    assert result.looks_like_initrd is blk_dev_ram
+    assert fs.exists("/initrd.image") is blk_dev_ram
+    if blk_dev_ram:
+        assert fs.read("/initrd.image") == junk
     assert pa.leases() == []
 
 
@@ -332,13 +339,17 @@ def test_unpack_of_created_image_is_the_tree(tree: dict[str, bytes | str | None]
 
 def test_a_raw_archive_cut_short_is_no_error() -> None:
     # write_buffer() consumes a partial header or partial data and unpack_to_rootfs() returns
-    # no message: the files before the cut stay, the one cut keeps the bytes that came.
+    # no message: the files before the cut stay; the one cut was truncated to c_filesize by
+    # do_name before its data came, so it has the promised size, zeros after what came.
     image = archive(d("etc"), f("etc/motd", b"x" * 3000), f("etc/issue", b"hello\n"))
     cut = image.index(b"etc/motd") + 16 + 1000  # inside etc/motd's data
     fs = fresh_fs()
     result = unpack_to_rootfs(image[:cut], fs)
     assert result.error is None
-    assert 0 < len(fs.read("/etc/motd")) < 3000
+    data = fs.read("/etc/motd")
+    assert len(data) == 3000
+    got = len(data.rstrip(b"\0"))
+    assert 0 < got < 3000 and data[:got] == b"x" * got
     assert not fs.exists("/etc/issue")
 
 

@@ -26,10 +26,10 @@ import builtins
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from bootmem.errors import CompressionError, CpioError, ImageError
 from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
@@ -162,6 +162,28 @@ class _EntryFile(io.RawIOBase):
         return len(data)
 
 
+def _image_of(source: Source) -> _MemoryImage | _FileImage:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _MemoryImage(source)
+    if isinstance(source, (str, os.PathLike)):
+        return _FileImage(builtins.open(os.fspath(source), "rb"), owned=True)
+    if source.seekable():
+        return _FileImage(source, owned=False)
+    return _MemoryImage(source.read())
+
+
+def _file_name(source: Source) -> str | None:
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def image_bytes(source: Source) -> tuple[ImageBytes, Callable[[], None]]:
+    """The bytes of image ``source`` (what :func:`open` takes) for random access, and the
+    function that releases them.  A seekable file is read in place, never whole."""
+    image = _image_of(source)
+    return image, image.close
+
+
 def default_cap(image_size: int | None) -> int:
     """The default cap on decompressed bytes of an image of ``image_size`` bytes (None: unknown)."""
     if image_size is None:
@@ -193,20 +215,10 @@ class Image:
         strict: bool = True,
         max_entries: int | None = None,
     ) -> None:
-        self._image: _MemoryImage | _FileImage
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            self._image = _MemoryImage(source)
-            self.name: str | None = None
-        elif isinstance(source, (str, os.PathLike)):
-            self.name = os.fspath(source)
-            self._image = _FileImage(builtins.open(self.name, "rb"), owned=True)  # noqa: SIM115
-        elif source.seekable():
-            name = getattr(source, "name", None)
-            self.name = name if isinstance(name, str) else None
-            self._image = _FileImage(source, owned=False)
-        else:
-            self.name = None
-            self._image = _MemoryImage(source.read())
+        self._image = _image_of(source)
+        self.name: str | None = (
+            os.fspath(source) if isinstance(source, (str, os.PathLike)) else _file_name(source)
+        )
         # A unified kernel image (PE/COFF) is read as the initrd in its .initrd section, as
         # systemd-stub hands it to the kernel; the kernel's own reading (strict=False) does not.
         section = initrd_section(self._image) if strict else None
@@ -436,21 +448,6 @@ class Image:
                 skip -= len(got)
         return io.BufferedReader(_EntryFile(stream, entry.c_filesize))
 
-    def extractall(
-        self,
-        path: str | os.PathLike[str] = ".",
-        members: Iterable[Entry | str] | None = None,
-        *,
-        filter: str | Callable[..., Any] = "data",
-        segment: int | None = None,
-    ) -> Any:
-        """Extract the image under ``path``, later entries replacing earlier ones as the kernel
-        does, through the extraction ``filter`` (``"data"`` by default, PEP 706); see
-        :func:`bootmem.initramfs.extract.extractall`, which this calls."""
-        from bootmem.initramfs.extract import extractall
-
-        return extractall(self, path, members=members, filter=filter, segment=segment)
-
 
 def _normalise(name: str) -> str:
     while name.startswith("./"):
@@ -479,4 +476,4 @@ def open(
     return Image(source, max_decompressed=max_decompressed, strict=strict, max_entries=max_entries)
 
 
-__all__ = ["MAGIC_CRC", "MAGIC_NEWC", "Image", "Segment", "default_cap", "open"]
+__all__ = ["MAGIC_CRC", "MAGIC_NEWC", "Image", "Segment", "default_cap", "image_bytes", "open"]

@@ -155,24 +155,24 @@ def interpreter(head: bytes) -> str | None:
     wide, little = head[4] == 2, head[5] == 1
     order = "<" if little else ">"
     if wide:
-        phoff, = struct.unpack_from(order + "Q", head, 32)
+        (phoff,) = struct.unpack_from(order + "Q", head, 32)
         phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
     else:
-        phoff, = struct.unpack_from(order + "I", head, 28)
+        (phoff,) = struct.unpack_from(order + "I", head, 28)
         phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
     for i in range(phnum):
         at = phoff + i * phentsize
         if at + phentsize > len(head) or phentsize < (56 if wide else 32):
             break
-        p_type, = struct.unpack_from(order + "I", head, at)
+        (p_type,) = struct.unpack_from(order + "I", head, at)
         if p_type != 3:  # PT_INTERP
             continue
         if wide:
-            offset, = struct.unpack_from(order + "Q", head, at + 8)
-            size, = struct.unpack_from(order + "Q", head, at + 32)
+            (offset,) = struct.unpack_from(order + "Q", head, at + 8)
+            (size,) = struct.unpack_from(order + "Q", head, at + 32)
         else:
-            offset, = struct.unpack_from(order + "I", head, at + 4)
-            size, = struct.unpack_from(order + "I", head, at + 16)
+            (offset,) = struct.unpack_from(order + "I", head, at + 4)
+            (size,) = struct.unpack_from(order + "I", head, at + 16)
         return head[offset : offset + size].split(b"\0", 1)[0].decode(errors="replace") or None
     return None
 

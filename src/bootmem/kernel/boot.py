@@ -63,6 +63,10 @@ class Machine:
     kernel_size: int = DEFAULT_KERNEL_SIZE
     max_order: int = 10
     arch: ArchProfile = FLAT
+    #: ``CONFIG_BLK_DEV_RAM``: ``"y"`` keeps an image that is not an initramfs as
+    #: ``/initrd.image``; ``"m"`` (Debian) and ``"y"`` print "Trying to unpack rootfs image as
+    #: initramfs...", ``"n"`` "Unpacking initramfs..." (init/initramfs.c ``do_populate_rootfs``).
+    blk_dev_ram: str = "m"
 
     @classmethod
     def for_arch(cls, arch: ArchProfile, ram_size: int, **kwargs: Any) -> Machine:
@@ -70,6 +74,8 @@ class Machine:
         return cls(ram_size=ram_size, kernel_size=arch.fixed, arch=arch, **kwargs)
 
     def __post_init__(self) -> None:
+        if self.blk_dev_ram not in ("y", "m", "n"):
+            raise BootError(f"blk_dev_ram {self.blk_dev_ram!r} must be 'y', 'm' or 'n'")
         if self.ram_base % PAGE_SIZE or self.ram_size % PAGE_SIZE or self.ram_size <= 0:
             raise BootError(
                 f"RAM {self.ram_base:#x}+{self.ram_size:#x} must be a non-empty whole number of "
@@ -278,6 +284,7 @@ def boot(
         builtin=None if no_builtin else (builtin if builtin is not None else default_builtin()),
         load=load,
         phase=phase,
+        blk_dev_ram=machine.blk_dev_ram,
     )
     kernel_init(report, memory.holes, phase)
     report.phases = phases
@@ -410,8 +417,11 @@ def populate_rootfs(
     builtin: bytes | None,
     load: Load | None,
     phase: Callable[[str], None],
+    blk_dev_ram: str = "m",
 ) -> None:
     """init/initramfs.c ``populate_rootfs`` and ``do_populate_rootfs``, then ``wait_for_initramfs``.
+
+    ``blk_dev_ram`` is :attr:`Machine.blk_dev_ram`.
 
     The built-in initramfs first (an error there is a panic: :class:`BootError`), then the
     initrd through a lease, then ``free_initrd_mem`` unless ``retain_initrd`` - in a thread
@@ -430,8 +440,13 @@ def populate_rootfs(
         phase("unpack start")
         t0 = time.perf_counter()
         if initrd is not None:
-            log.printk("Trying to unpack rootfs image as initramfs...")
-            result = unpack_initrd(pa, initrd.start, initrd.end, rootfs)
+            if blk_dev_ram in ("y", "m"):  # IS_ENABLED(CONFIG_BLK_DEV_RAM)
+                log.printk("Trying to unpack rootfs image as initramfs...")
+            else:
+                log.printk("Unpacking initramfs...")
+            result = unpack_initrd(
+                pa, initrd.start, initrd.end, rootfs, blk_dev_ram=blk_dev_ram == "y", builtin=builtin
+            )
             _log_unpack(result, report, log)
         report.unpack_seconds = time.perf_counter() - t0
         phase("unpack end")

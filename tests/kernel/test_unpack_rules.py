@@ -1,0 +1,41 @@
+"""Each case of the rules table (tests/kernel/unpack_rules.py) unpacked into the modelled rootfs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bootmem.fs.tmpfs import Tmpfs
+from bootmem.kernel.unpack import unpack_to_rootfs
+from tests.kernel.conftest import fresh_fs
+from tests.kernel.unpack_rules import CASES, Case, Node
+
+
+def check_rootfs(fs: Tmpfs, case: Case) -> None:
+    """Assert that ``fs`` holds what ``case`` says Linux builds."""
+    for name, want in case.paths.items():
+        inode = fs.find("/" + name, follow_symlinks=False)
+        assert inode is not None, f"{name!r} is missing ({case.rule})"
+        assert inode.kind == want.kind, name
+        if want.data is not None:
+            assert fs.read("/" + name) == want.data, name
+        if want.target is not None:
+            assert inode.target == want.target, name
+        if want.uid is not None:
+            assert inode.uid == want.uid, name
+        if want.rdev is not None:
+            assert inode.rdev == want.rdev, name
+    for name in case.absent:
+        assert fs.find("/" + name, follow_symlinks=False) is None, f"{name!r} exists ({case.rule})"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_model_follows_the_rule(case: Case) -> None:
+    fs = fresh_fs()
+    result = unpack_to_rootfs(case.image, fs)
+    assert (result.error.message if result.error else None) == case.message, case.rule
+    check_rootfs(fs, case)
+
+
+def test_node_kinds_are_known() -> None:
+    assert {c.kind for case in CASES for c in case.paths.values()} <= set("fdlcbps")
+    assert Node("f").data is None

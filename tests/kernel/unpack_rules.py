@@ -1,0 +1,189 @@
+"""The rules of init/initramfs.c as cases: a crafted image and the rootfs Linux builds from it.
+
+One table for every test that checks them: the model (tests/kernel/test_unpack_rules.py) and the
+real kernel under QEMU.  Each outcome is written from the kernel source named in ``rule``, not
+from what bootmem does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import stat
+from dataclasses import dataclass, field
+
+from bootmem.initramfs.cpio import FIELDS, Entry, pack_header, pad4
+from tests.kernel.conftest import MTIME, archive, f, sym
+
+
+@dataclass(frozen=True)
+class Node:
+    """What Linux leaves at a path: ``kind`` (``f d l c b p s``) and, when given, the rest."""
+
+    kind: str
+    data: bytes | None = None  # a regular file's contents
+    target: str | None = None  # a symlink's target
+    uid: int | None = None
+    rdev: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    rule: str  # the kernel function (and what it does) the outcome follows
+    image: bytes
+    paths: dict[str, Node] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()
+    message: str | None = None  # "Initramfs unpacking failed: <message>", None for no error
+
+
+def _no_trailer(*members: Entry | tuple[Entry, bytes]) -> bytes:
+    """An archive without its trailer."""
+    data = archive(*members)
+    return data[: data.rindex(b"070701")]
+
+
+def _entry(entry: Entry, data: bytes = b"", **override: bytes) -> bytes:
+    """One newc entry, with header fields replaced by the raw 8-byte ``override`` values."""
+    name = entry.name.encode() + b"\0"
+    header = bytearray(pack_header(entry, namesize=len(name), filesize=len(data)))
+    for key, value in override.items():
+        i = 6 + 8 * FIELDS.index(key)
+        header[i : i + 8] = value
+    return bytes(header) + name + b"\0" * pad4(110 + len(name)) + data + b"\0" * pad4(len(data))
+
+
+TRAILER = archive()
+
+
+def _cases() -> list[Case]:
+    gz = gzip.compress(archive(f("b", b"from gzip\n")), mtime=0)
+    return [
+        Case(
+            "nuls-between-entries",
+            "do_reset: NULs are skipped after every entry, not only after a trailer",
+            _no_trailer(f("a", b"first\n")) + bytes(8) + archive(f("b", b"second\n")),
+            {"a": Node("f", b"first\n"), "b": Node("f", b"second\n")},
+        ),
+        Case(
+            "raw-without-trailer-then-gzip",
+            "unpack_to_rootfs: after do_reset the image loop starts a compressed member at a non-'0' byte",
+            _no_trailer(f("a", b"raw\n")) + gz,
+            {"a": Node("f", b"raw\n"), "b": Node("f", b"from gzip\n")},
+        ),
+        Case(
+            "gzip-member-without-trailer",
+            "unpack_to_rootfs: only state != Reset at the member's end is junk; no trailer is needed",
+            gzip.compress(_no_trailer(f("a", b"no trailer\n")), mtime=0),
+            {"a": Node("f", b"no trailer\n")},
+        ),
+        Case(
+            "file-sized-before-data",
+            "do_name: vfs_truncate(body_len) before do_copy, so a cut-short file has the promised size",
+            _entry(Entry("big", stat.S_IFREG | 0o644, c_mtime=MTIME), b"x" * 6000)[
+                : 116 + 100
+            ],  # header, "big\0" padded, 100 bytes
+            {"big": Node("f", b"x" * 100 + bytes(5900))},
+        ),
+        Case(
+            "header-fields-by-simple-strtoul",
+            "parse_header: simple_strtoul(16) takes hex digits up to the first other byte, '0x' allowed",
+            _entry(
+                Entry("odd", stat.S_IFREG | 0o644, c_mtime=MTIME),
+                b"hi\n",
+                c_uid=b"0x000007",
+                c_ino=b"1zzzzzzz",
+            )
+            + TRAILER,
+            {"odd": Node("f", b"hi\n", uid=7)},
+        ),
+        Case(
+            "crc-checked-only-when-opened",
+            "do_copy: the 070702 sum is compared only for a file filp_open opened",
+            _crc_bad("missing-dir/x") + archive(f("ok", b"fine\n"), format="crc"),
+            {"ok": Node("f", b"fine\n")},
+            absent=("missing-dir",),
+        ),
+        Case(
+            "crc-bad-sum",
+            'do_copy: error("bad data checksum") for an opened file whose bytes do not sum to c_check',
+            _crc_bad("x"),
+            {"x": Node("f", b"data")},
+            message="bad data checksum",
+        ),
+        Case(
+            "empty-symlink-target",
+            "do_symlink: init_symlink() hands an empty target to vfs_symlink, which makes it",
+            archive(sym("empty", "")),
+            {"empty": Node("l", target="")},
+        ),
+        Case(
+            "symlink-4095-and-4096",
+            "shmem_symlink: strlen + 1 > PAGE_SIZE is ENAMETOOLONG",
+            archive(sym("fits", "a" * 4095), sym("too-long", "b" * 4096)),
+            {"fits": Node("l", target="a" * 4095)},
+            absent=("too-long",),
+        ),
+        Case(
+            "uid-gid-minus-one",
+            "init_chown / vfs_fchown: 0xffffffff is -1, 'unchanged' (chown_common)",
+            archive(f("mine", b"x", c_uid=0xFFFFFFFF, c_gid=0xFFFFFFFF)),
+            {"mine": Node("f", b"x", uid=0)},
+        ),
+        Case(
+            "trailer-name-as-symlink",
+            "do_header: a symlink goes to do_symlink, which never looks for TRAILER!!!",
+            archive(sym("TRAILER!!!", "x")),
+            {"TRAILER!!!": Node("l", target="x")},
+        ),
+        Case(
+            "fifo-with-a-body-is-skipped",
+            "do_header: the name is read only if S_ISREG(mode) || !body_len",
+            _entry(Entry("fifo", stat.S_IFIFO | 0o644, c_mtime=MTIME), b"body") + archive(f("after", b"a")),
+            {"after": Node("f", b"a")},
+            absent=("fifo",),
+        ),
+        Case(
+            "device-number-through-mkdev",
+            "parse_header: new_encode_dev(MKDEV(major, minor)) in a 32-bit dev_t",
+            archive(
+                Entry(
+                    "dev", stat.S_IFCHR | 0o600, c_mtime=MTIME, c_rdevmajor=0x80000005, c_rdevminor=0x123456
+                )
+            ),
+            {"dev": Node("c", rdev=(5, 0x23456))},
+        ),
+        Case(
+            "hardlink-ino-over-int-max-never-links",
+            "find_link: struct hash keeps ino in an int, which never equals an unsigned long >= 2**31",
+            archive(
+                f("a", b"", c_ino=0x80000001, c_nlink=2),
+                f("b", b"data", c_ino=0x80000001, c_nlink=2),
+            ),
+            {"a": Node("f", b""), "b": Node("f", b"data")},
+        ),
+        Case(
+            "broken-padding",
+            "do_reset: a non-NUL byte at an offset that is not a multiple of 4",
+            archive(f("a", b"first")) + b"\0\0" + archive(f("b", b"second")),
+            {"a": Node("f", b"first")},
+            absent=("b",),
+            message="broken padding",
+        ),
+        Case(
+            "junk-within-compressed",
+            "flush_buffer: after an entry, a byte that is neither '0' nor NUL",
+            gzip.compress(archive(f("a", b"x")) + b"junk", mtime=0),
+            {"a": Node("f", b"x")},
+            message="junk within compressed archive",
+        ),
+    ]
+
+
+def _crc_bad(name: str) -> bytes:
+    """A crc archive of one file ``name`` whose c_check does not match its data."""
+    data = bytearray(archive(f(name, b"data"), format="crc"))
+    data[102:110] = b"0000DEAD"
+    return bytes(data)
+
+
+CASES = _cases()
