@@ -71,6 +71,12 @@ def _cases() -> list[Case]:
             {"a": Node("f", b"raw\n"), "b": Node("f", b"from gzip\n")},
         ),
         Case(
+            "compressed-members-then-raw",
+            "unpack_to_rootfs: after a member the image goes on at buf + my_inptr, its compressed end",
+            gzip.compress(archive(f("a", b"one\n")), mtime=0) + gz + archive(f("c", b"raw\n")),
+            {"a": Node("f", b"one\n"), "b": Node("f", b"from gzip\n"), "c": Node("f", b"raw\n")},
+        ),
+        Case(
             "gzip-member-without-trailer",
             "unpack_to_rootfs: only state != Reset at the member's end is junk; no trailer is needed",
             gzip.compress(_no_trailer(f("a", b"no trailer\n")), mtime=0),

@@ -67,3 +67,15 @@ def small_image(compression: str = "gzip", *, padding: int = 12) -> bytes:
 def entry_names() -> list[str]:
     """The names :func:`small_image` lists, in order."""
     return [e.name for e, _ in EARLY + MAIN]
+
+
+def is_partial(content: bytes, full: bytes) -> bool:
+    """Whether ``content`` is what Linux leaves of a file ``full`` cut short: a prefix of its data,
+    then zeros, no longer than ``full`` (do_name truncates to ``c_filesize`` before do_copy
+    writes; the model fills the hole with zeros, or stays short when it has no room for them)."""
+    if len(content) > len(full):
+        return False
+    same = 0
+    while same < len(content) and content[same] == full[same]:
+        same += 1
+    return not content[same:].strip(b"\0")

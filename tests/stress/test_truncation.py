@@ -24,7 +24,7 @@ from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel.unpack import unpack_to_rootfs
 from bootmem.mm import PageAllocator
 from tests.initramfs.corpus import archive
-from tests.stress.images import EARLY, FILES, MAIN, small_image
+from tests.stress.images import EARLY, FILES, MAIN, is_partial, small_image
 
 COMPRESSIONS = ("gzip", "zstd", "xz", "lz4")
 ENTRIES = EARLY + MAIN
@@ -94,7 +94,7 @@ def test_unpack_every_prefix(compression: str) -> None:
                     continue
                 content = fs.read(path)
                 if content != FILES[path]:
-                    assert FILES[path].startswith(content), f"prefix {n}: {path} holds wrong data"
+                    assert is_partial(content, FILES[path]), f"prefix {n}: {path} holds wrong data"
                     partial.add(inode.ino)
             assert len(partial) <= 1, f"prefix {n}: several files incomplete"
             if n == len(image):
@@ -103,5 +103,10 @@ def test_unpack_every_prefix(compression: str) -> None:
                 # init/initramfs.c: a raw archive cut short is no error (write_buffer() consumes
                 # what is there and unpack_to_rootfs() returns no message); a compressed member
                 # cut short is "decompressor failed" or "junk at the end of compressed archive".
-                assert n <= main_start, f"prefix {n} cuts the compressed member, yet no error"
+                # lib/decompress_unlz4.c: with the whole input given (no fill), fewer than 4
+                # bytes where a block size should be is "empty or end-of-file", no error.
+                lz4_magic_only = compression == "lz4" and main_start + 4 <= n < main_start + 8
+                assert n <= main_start or lz4_magic_only, (
+                    f"prefix {n} cuts the compressed member, yet no error"
+                )
                 assert paths in PREFIX_PATHS[: len(EARLY) + 1], n

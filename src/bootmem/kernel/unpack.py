@@ -660,7 +660,7 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
         while True:
             data = member.read(CHUNK)
             if not data:
-                return member.end
+                return member.end - pos
             if not m.flush_buffer(memoryview(data)):
                 return image.size - pos  # the decompressor failed: nothing more is read
     except ImageError as exc:
