@@ -24,7 +24,7 @@ from fuzz.harness import fuzz
 
 MAX_LEN = 8192
 MAX_DECOMPRESSED = 1 << 20
-FILTERS = ("data", "tar")
+FILTERS = ("rootfs", "data", "tar")
 VICTIM = b"outside the destination\n"
 
 

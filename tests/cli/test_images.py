@@ -69,7 +69,7 @@ def test_create_to_stdout(tree: Path) -> None:
 @pytest.mark.parametrize(
     ("items", "filter", "shown"),
     [
-        (((member("../\x1b[2Jevil\n"), b"x"),), "data", "'../\\x1b[2Jevil\\n'"),
+        (((member("../\x1b[2Jevil\n"), b"x"),), "rootfs", "'../\\x1b[2Jevil\\n'"),
         (
             (member("dev", DIR, 0o755), member("dev/null", 0o020000, 0o666, c_rdevmajor=1, c_rdevminor=3)),
             "data",
@@ -82,24 +82,63 @@ def test_create_to_stdout(tree: Path) -> None:
         ),
         (
             (member("x", LNK, 0o777, linkname="/tmp"), (member("x/evil"), b"x")),
-            "tar",
-            "'x/evil' would be extracted",
+            "rootfs",
+            "parent 'x' is a symlink",
         ),
     ],
 )
-def test_extract_refusal_is_one_line_and_exit_1(
+def test_extract_refusal_is_one_warning_and_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], items: tuple, filter: str, shown: str
 ) -> None:
     img = tmp_path / "jail" / "img"
     img.parent.mkdir()
-    img.write_bytes(archive(*items))
+    img.write_bytes(archive(*items, (member("after"), b"goes on")))
     dest = tmp_path / "jail" / "dest"
     before = outside_of(dest)
     assert main(["extract", str(img), str(dest), "--filter", filter]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("bootmem: error: ") and shown in err
+    assert err.count("\n") == 1 and err.startswith("bootmem: warning: skipped ") and shown in err, err
     assert "\x1b" not in err
     assert outside_of(dest) == before
+    assert (dest / "after").read_bytes() == b"goes on"
+
+
+def test_extract_strict_stops_at_the_first_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = tmp_path / "img"
+    img.write_bytes(archive((member("../evil"), b"x"), (member("after"), b"not reached")))
+    assert main(["extract", str(img), str(tmp_path / "dest"), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bootmem: error: ") and "'../evil'" in err
+    assert not (tmp_path / "dest" / "after").exists()
+
+
+def test_extract_default_keeps_absolute_symlinks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A Debian initramfs: etc/mtab -> /proc/mounts stopped the old default ('data') at once.
+    img = tmp_path / "img"
+    img.write_bytes(
+        archive(
+            member("etc", DIR, 0o755),
+            member("etc/mtab", LNK, 0o777, linkname="/proc/mounts"),
+            member("bin", LNK, 0o777, linkname="usr/bin"),
+            (member("init", perm=0o755), b"#!/bin/sh\n"),
+        )
+    )
+    assert main(["extract", str(img), str(tmp_path / "dest")]) == 0
+    assert capsys.readouterr().err == ""
+    assert os.readlink(tmp_path / "dest" / "etc" / "mtab") == "/proc/mounts"
+    assert os.readlink(tmp_path / "dest" / "bin") == "usr/bin"
+
+
+def test_extract_a_segment_the_image_lacks_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = tmp_path / "img"
+    img.write_bytes(archive((member("a"), b"x")))
+    assert main(["extract", str(img), str(tmp_path / "dest"), "--segment", "99"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "segment 99" in err and "0 to 0" in err
 
 
 def test_extract_bad_image_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +185,8 @@ def test_help_documents_the_exit_status_and_filters() -> None:
     extract_help = subprocess.run(
         [sys.executable, "-m", "bootmem", "extract", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "first refused entry stops the extraction" in " ".join(extract_help.split())
+    assert "A refused entry is skipped with a one-line warning" in " ".join(extract_help.split())
+    assert "(--strict stops at the first)" in " ".join(extract_help.split())
 
 
 def test_create_zstd_threads(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

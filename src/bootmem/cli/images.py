@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bootmem.cli.inputs import image_source
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
-from bootmem.initramfs.extract import FILTERS
+from bootmem.initramfs.extract import DEFAULT_FILTER, FILTERS
 
 if TYPE_CHECKING:
     from bootmem.initramfs.diff import Change
@@ -25,21 +26,28 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="extract an image's files to a directory",
         description=(
             "Extract every entry of every segment of IMAGE under DIR, as the kernel unpacks it: later "
-            "entries replace earlier ones, hardlinks are rebuilt, directory modes and times are set last. "
-            "Filters follow Python's tarfile (PEP 706): 'data' (the default) refuses absolute and "
-            "escaping names, device nodes, fifos, sockets and symlinks that point outside DIR, and clears "
-            "setuid, setgid and group/other write; 'tar' only strips leading slashes, refuses escapes "
-            "and clears those mode bits; 'fully_trusted' keeps everything, yet never writes outside DIR. "
-            "The first refused entry stops the extraction with one line on stderr and exit status 1; "
-            "what was extracted before it stays. Ownership is restored only when running as root "
-            "with a filter other than 'data'."
+            "entries replace earlier ones, hardlinks are rebuilt, files are sized as their headers say, "
+            "directory modes and times are set last. The default filter, 'rootfs', is made for root "
+            "filesystems: symlinks are created exactly as archived (absolute targets too), device nodes "
+            "and setuid/setgid bits as your privileges allow (not root: device nodes are skipped and "
+            "counted), ownership is restored as root. Python's tarfile filters (PEP 706) remain: 'data' "
+            "refuses device nodes, fifos, sockets and symlinks that point outside DIR and clears setuid, "
+            "setgid and group/other write; 'tar' clears those mode bits; 'fully_trusted' keeps everything. "
+            "Under every filter nothing is written outside DIR, a name with '..' is refused and no write "
+            "or hardlink goes through a symlink. A refused entry is skipped with a one-line warning and "
+            "extraction goes on; the exit status is then 1 (--strict stops at the first). An error in "
+            "the image ends extraction where the kernel would stop, with exit status 1."
         ),
     )
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("dest", metavar="DIR")
     p.add_argument(
-        "--filter", choices=list(FILTERS), default="data", help="extraction filter (default: data)"
+        "--filter",
+        choices=list(FILTERS),
+        default=DEFAULT_FILTER,
+        help=f"extraction filter (default: {DEFAULT_FILTER})",
     )
+    p.add_argument("--strict", action="store_true", help="stop at the first entry that cannot be extracted")
     p.add_argument("--segment", type=int, metavar="N", help="extract only segment N (see `bootmem examine`)")
     p.set_defaults(func=cmd_extract)
 
@@ -89,24 +97,39 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from bootmem import initramfs
     from bootmem.initramfs.extract import extractall
 
-    image = initramfs.open(image_source(args.image))
-    try:
-        with _progress(image, args.segment) as progress:
-            result = extractall(image, args.dest, filter=args.filter, segment=args.segment, progress=progress)
-    finally:
-        close = getattr(image, "close", None)
-        if close is not None:
-            close()
+    with _progress() as progress:
+        result = extractall(
+            image_source(args.image),
+            args.dest,
+            filter=args.filter,
+            segment=args.segment,
+            progress=progress,
+            strict=args.strict,
+        )
+    warn = partial(print, file=sys.stderr)
     for name, reason in result.skipped:
-        print(f"bootmem: warning: skipped {printable(name)}: {reason}", file=sys.stderr)
-    return 0
+        warn(f"bootmem: warning: skipped {printable(name)}: {reason}")  # reasons quote names with repr
+    if result.nodes_skipped:
+        warn(
+            f"bootmem: warning: {result.nodes_skipped} character or block device node(s) not created: "
+            "that needs root"
+        )
+    if result.kernel_skipped:
+        warn(
+            f"bootmem: warning: {result.kernel_skipped} entr{'y' if result.kernel_skipped == 1 else 'ies'} "
+            "skipped as the kernel skips them (a name size of 0 or over 4096, a symlink target over 4096 "
+            "bytes, a body on an entry that is neither a regular file nor a symlink)"
+        )
+    if result.error is not None:
+        warn(f"bootmem: error: {printable(result.error.detail)}")
+        return 1
+    return 1 if result.skipped else 0
 
 
 @contextmanager
-def _progress(image: Any, segment: int | None) -> Iterator[Callable[[Entry, int], None] | None]:
+def _progress() -> Iterator[Callable[[Entry, int], None] | None]:
     """A rich progress bar on stderr when it is a terminal; ``None`` (quiet) otherwise."""
     if not sys.stderr.isatty():
         yield None

@@ -1,29 +1,36 @@
 """Extraction of an initramfs image to a host directory, with tarfile-style filters.
 
+What lands on disk is what Linux's rootfs would hold: the image is unpacked by
+:mod:`bootmem.kernel.unpack`, the one copy of ``init/initramfs.c``'s rules (later entries
+replace earlier ones, ``clean_path``, hardlinks within one archive, files sized to
+``c_filesize`` first, directory attributes last), with a host directory as its target.
+
 The vocabulary is PEP 706's (``tarfile.extractall(path, members=None, *, filter=...)``): a filter
-is a plain function ``(member, dest_path) -> member | None`` found by name in :data:`FILTERS`
-(``fully_trusted``, ``tar``, ``data``), ``data`` being the default.  A filter returns the member to
-extract (possibly with a changed name or mode), ``None`` to skip it, or raises a
-:class:`~bootmem.errors.FilterError` subclass carrying the member, which stops the extraction
-(tarfile's ``errorlevel``): what was extracted before stays, as in the kernel, where the first
-error wins.
+is a plain function ``(member, dest_path) -> member | None`` found by name in :data:`FILTERS`.
+It returns the member to extract (possibly with a changed name or mode), ``None`` to skip it
+quietly, or raises a :class:`~bootmem.errors.FilterError` subclass carrying the member.  A
+refused member is skipped and recorded in :attr:`Extraction.skipped` with the reason, and
+extraction goes on (``strict=True``: the refusal is raised and extraction stops there).
 
-What lands on disk follows ``init/initramfs.c`` (``do_name``, ``clean_path``, ``maybe_link``):
+The default filter, ``rootfs``, is made for root filesystems: absolute symlinks are normal there
+(``etc/mtab -> /proc/mounts``), so symlinks are created exactly as archived; device nodes and
+special bits are created as the user's privileges allow (as root: all; otherwise character and
+block devices are skipped and counted in :attr:`Extraction.nodes_skipped`).  ``data``, ``tar``
+and ``fully_trusted`` keep PEP 706's meaning.
 
-- later entries replace earlier ones: an existing path of another type is removed first
-  (``clean_path``), an existing regular file is truncated and rewritten;
-- hardlinks are entries with ``c_nlink >= 2`` sharing :attr:`Entry.link_key` within one archive
-  (``find_link``; the table is reset at each ``TRAILER!!!``); a later link is linked to the first
-  name and its data, if any, written into the shared inode.  GNU cpio puts the data on the last
-  link and gives the earlier links size 0, which this reproduces exactly;
-- directory modes and mtimes are applied last, deepest first (``dir_utime``; tarfile does the same).
+Whatever the filter, nothing is written outside ``path`` and no write goes through a symlink:
 
-Unlike the kernel (whose rootfs has no outside) and unlike tarfile's ``fully_trusted``, no filter
-lets a write leave ``path``: names are always taken relative to it (a leading ``/`` or ``./`` is
-dropped), a name whose ``..`` or whose parent symlinks resolve outside raises
-:class:`OutsideDestinationError`, and the last component is opened with ``O_NOFOLLOW`` after any
-existing entry at that path was removed, so a symlink is never written through (the
-CVE-2015-1197 pattern).  Missing parent directories are created, as ``cpio -d`` and tarfile do.
+- names are taken relative to ``path``: a leading ``/`` and ``.`` components are dropped, a name
+  with a ``..`` component is refused (:class:`OutsideDestinationError`);
+- every call is relative to a descriptor of ``path`` and never follows a symlink: a parent
+  directory is walked with ``lstat`` once and remembered (the memory is forgotten whenever a
+  directory is removed), a symlink met on the way is refused, not followed; a file is opened
+  with ``O_NOFOLLOW``, so a later entry that retargets a symlink, or a hardlink to one, cannot
+  write through it (the CVE-2015-1197 pattern);
+- missing parent directories are created, as ``cpio -d`` and tarfile do (the kernel would drop
+  the entry).
+
+The checks cost a constant number of system calls per entry and no recursion, whatever the depth.
 """
 
 from __future__ import annotations
@@ -40,14 +47,21 @@ from bootmem.errors import (
     AbsoluteLinkError,
     AbsolutePathError,
     ExtractError,
+    FilterError,
     LinkOutsideDestinationError,
     OutsideDestinationError,
     SpecialFileError,
 )
 from bootmem.initramfs.cpio import CpioReader, Entry
+from bootmem.initramfs.image import Image, Source
+from bootmem.initramfs.image import open as open_image
+from bootmem.kernel.unpack import UnpackError, kernel_rdev, unpack_image
 
 Filter = Callable[[Entry, str], Entry | None]
 Progress = Callable[[Entry, int], None]
+
+#: A uid or gid of 0xffffffff is chown's -1: unchanged.
+_UNCHANGED = 0xFFFFFFFF
 
 
 class DataReader(Protocol):
@@ -84,7 +98,7 @@ def _inside(path: str, dest: str) -> bool:
     return path == dest or path.startswith(dest.rstrip("/") + "/")
 
 
-# --- filters (PEP 706) ----------------------------------------------------------------------
+# --- filters (PEP 706, and one for root filesystems) ------------------------------------------
 
 
 def fully_trusted_filter(member: Entry, dest_path: str) -> Entry:
@@ -95,29 +109,25 @@ def fully_trusted_filter(member: Entry, dest_path: str) -> Entry:
     return member
 
 
-def _landing(dest_path: str, name: str) -> str:
-    """Where ``name`` lands: its parent resolved (``realpath``), its last component not, since
-    whatever is there is replaced, never followed (init/initramfs.c ``clean_path``).  tarfile
-    resolves the last component too, and so would refuse a file replacing a symlink to outside."""
-    head, tail = os.path.split(os.path.join(dest_path, name))
-    if tail in ("", ".", ".."):
-        return os.path.realpath(os.path.join(head, tail))
-    return os.path.join(os.path.realpath(head), tail)
+def rootfs_filter(member: Entry, dest_path: str) -> Entry:
+    """The default, made for root filesystems: every member as archived, symlinks with absolute
+    targets included; a name with a ``..`` component is refused (:class:`OutsideDestinationError`).
+
+    Device nodes, ownership and special bits are then created as privileges allow (see the
+    module's docstring).
+    """
+    if ".." in member.name.split("/"):
+        raise OutsideDestinationError(member, f"{member.name!r} has a '..' component")
+    return member
 
 
 def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
     """The checks of tarfile's ``_get_filtered_attrs``, for a cpio entry."""
-    dest_path = os.path.realpath(dest_path)
-    name = member.name
-    if name.startswith("/"):
-        name = name.lstrip("/")
+    name = member.name.lstrip("/")
     if os.path.isabs(name):
         raise AbsolutePathError(member, f"member {member.name!r} has an absolute path")
-    target_path = _landing(dest_path, name)
-    if not _inside(target_path, dest_path):
-        raise OutsideDestinationError(
-            member, f"{member.name!r} would be extracted to {target_path!r}, which is outside the destination"
-        )
+    if ".." in name.split("/"):
+        raise OutsideDestinationError(member, f"{member.name!r} has a '..' component")
     ftype = stat.S_IFMT(member.c_mode)
     mode = member.mode & 0o755  # no setuid/setgid/sticky, no group/other write
     if for_data:
@@ -135,6 +145,7 @@ def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
             target = member.linkname or ""
             if os.path.isabs(target):
                 raise AbsoluteLinkError(member, f"{member.name!r} is a link to an absolute path {target!r}")
+            dest_path = os.path.realpath(dest_path)
             resolved = os.path.realpath(os.path.join(dest_path, os.path.dirname(name), target))
             if not _inside(resolved, dest_path):
                 raise LinkOutsideDestinationError(
@@ -149,7 +160,7 @@ def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
 
 
 def tar_filter(member: Entry, dest_path: str) -> Entry:
-    """PEP 706 ``tar``: strip leading ``/``, refuse escapes, clear setuid/setgid and group/other write."""
+    """PEP 706 ``tar``: strip leading ``/``, refuse ``..``, clear setuid/setgid and group/other write."""
     return _filtered(member, dest_path, for_data=False)
 
 
@@ -164,10 +175,12 @@ def data_filter(member: Entry, dest_path: str) -> Entry:
 
 
 FILTERS: dict[str, Filter] = {
+    "rootfs": rootfs_filter,
     "fully_trusted": fully_trusted_filter,
     "tar": tar_filter,
     "data": data_filter,
 }
+DEFAULT_FILTER = "rootfs"
 
 
 def get_filter(filter: str | Filter) -> Filter:
@@ -197,257 +210,358 @@ def stream_members(source: Any) -> Iterator[tuple[Entry, DataReader]]:
     if callable(getattr(source, "stream", None)):
         yield from source.stream()
         return
-    from bootmem import initramfs
-
-    image = initramfs.open(source)
-    try:
+    with open_image(source) as image:
         yield from image.stream()
-    finally:
-        close = getattr(image, "close", None)
-        if close is not None:
-            close()
 
 
 # --- extraction -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Extraction:
-    """What :func:`extractall` did: ``entries`` written, data ``bytes`` written, and the entries
-    the kernel would also have dropped (``skipped``: ``(name, reason)``, for instance a name whose
-    parent is a regular file, or a non-empty directory a later entry would replace).
+    """What :func:`extractall` did.
+
+    ``entries`` created and data ``bytes`` written; ``skipped``: ``(name, reason)`` of each entry
+    not extracted (refused by the filter, or that the host would not create); ``nodes_skipped``:
+    character and block devices not created for lack of privilege; ``kernel_skipped``: entries
+    the kernel skips too (``c_namesize`` 0, a directory with a body ...); ``error``: the image's
+    first error, as the kernel reports it, after which nothing was read.
     """
 
     entries: int = 0
     bytes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _Extractor:
-    def __init__(self, dest: str, filt: Filter, progress: Progress | None) -> None:
-        self.dest = dest
-        self.filter = filt
-        self.progress = progress
-        self.owners = os.geteuid() == 0 and filt is not data_filter
-        self.links: dict[tuple[int, int, int, int, int, int], str] = {}
-        self.dirs: dict[str, Entry] = {}
-        self.parents: dict[str, str] = {}  # relative parent -> verified real path
-        self.entries = 0
-        self.nbytes = 0
-        self.skipped: list[tuple[str, str]] = []
-
-    # paths
-
-    def target(self, member: Entry, rel: str) -> str:
-        """Absolute host path for ``rel``, its parent verified to resolve inside the destination."""
-        parent, _, base = rel.rpartition("/")
-        if base in ("..", ".") or not base:
-            raise OutsideDestinationError(member, f"{member.name!r} names no path inside the destination")
-        real = self.parents.get(parent)
-        if real is None:
-            real = os.path.realpath(os.path.join(self.dest, parent)) if parent else self.dest
-            if not _inside(real, self.dest):
-                raise OutsideDestinationError(
-                    member,
-                    f"{member.name!r} would be extracted under {real!r}, outside the destination",
-                )
-            if real != self.dest:
-                try:
-                    os.makedirs(real, exist_ok=True)
-                except (FileExistsError, NotADirectoryError):
-                    raise _Skip("a parent is not a directory") from None
-            self.parents[parent] = real
-        return os.path.join(real, base)
-
-    def clean_path(self, path: str, ftype: int) -> int | None:
-        """init/initramfs.c ``clean_path``: remove ``path`` if it exists with another type
-        (``ftype`` 0: whatever it is).  Returns the type left at ``path``, or ``None``."""
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return None
-        existing = stat.S_IFMT(st.st_mode)
-        if existing == ftype:
-            return existing
-        self.parents.clear()  # a removed directory may be the parent of cached paths
-        if existing == stat.S_IFDIR:
-            try:
-                os.rmdir(path)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise _Skip("a non-empty directory is in the way") from None
-                raise
-        else:
-            os.unlink(path)
-        return None
-
-    # members
-
-    def extract(self, member: Entry, reader: DataReader) -> None:
-        rel = relative_name(member.name)
-        if rel == ".":
-            if member.isdir():
-                self.dirs[self.dest] = member
-                self.entries += 1
-            return
-        path = self.target(member, rel)
-        ftype = stat.S_IFMT(member.c_mode)
-        if member.isreg():
-            self.regular(member, path, reader)
-        elif member.isdir():
-            if self.clean_path(path, ftype) is None:
-                os.mkdir(path, 0o700)
-            self.dirs[path] = member
-        elif member.issym():
-            self.clean_path(path, 0)
-            if not member.linkname:  # symlink(2) refuses an empty target (ENOENT); so does init_symlink
-                raise _Skip("empty symlink target")
-            os.symlink(member.linkname, path)
-            self.attributes(member, path, symlink=True)
-        elif member.isdev():
-            existing = self.clean_path(path, ftype)
-            if not self.link(member, path) and existing is None:
-                try:
-                    os.mknod(path, member.c_mode, os.makedev(*member.rdev))
-                except OSError as exc:  # EPERM unprivileged, EINVAL for a device number mknod refuses
-                    raise ExtractError(
-                        f"cannot create {member.type} node {member.name!r} "
-                        f"(rdev {member.c_rdevmajor}:{member.c_rdevminor}): {exc.strerror}"
-                    ) from None
-            self.attributes(member, path)
-        else:
-            raise _Skip(f"unknown file type {ftype:#o}")
-        self.entries += 1
-
-    def link_source(self, member: Entry) -> str | None:
-        if member.c_nlink < 2:
-            return None
-        key = (member.segment, member.archive, *member.link_key)
-        first = self.links.get(key)
-        if first is None:
-            self.links[key] = relative_name(member.name)
-        return first
-
-    def link(self, member: Entry, path: str) -> bool:
-        """init/initramfs.c ``maybe_link``: link ``path`` to the first name of its group."""
-        first = self.link_source(member)
-        if first is None:
-            return False
-        try:
-            source = self.target(member, first)
-        except OutsideDestinationError as exc:
-            raise LinkOutsideDestinationError(member, f"hardlink {member.name!r}: {exc}") from None
-        try:
-            st = os.lstat(source)
-        except FileNotFoundError:
-            raise _Skip(f"hardlink source {first!r} is gone") from None
-        if stat.S_ISLNK(st.st_mode) and not member.issym():
-            # The first name was replaced by a symlink: the kernel would link the symlink and
-            # write through it.  Refuse when it leads outside; otherwise drop the entry.
-            resolved = os.path.realpath(source)
-            if not _inside(resolved, self.dest):
-                raise LinkOutsideDestinationError(
-                    member, f"hardlink {member.name!r} would reach {resolved!r}, outside the destination"
-                )
-            raise _Skip(f"hardlink source {first!r} is now a symlink")
-        self.clean_path(path, 0)
-        try:
-            os.link(source, path, follow_symlinks=False)
-        except FileNotFoundError:
-            # The first name is gone (replaced, removed): the kernel's link fails and it skips.
-            raise _Skip(f"hardlink source {first!r} is gone") from None
-        return True
-
-    def regular(self, member: Entry, path: str, reader: DataReader) -> None:
-        self.clean_path(path, stat.S_IFREG)
-        linked = self.link(member, path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        if not linked:
-            flags |= os.O_TRUNC
-        fd = os.open(path, flags, 0o600)
-        try:
-            written = 0
-            write = os.write
-            for chunk in reader.iter_data(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[write(fd, view) :]
-                written += len(chunk)
-            if linked and member.c_filesize:
-                os.ftruncate(fd, member.c_filesize)  # vfs_truncate(body_len) in do_name
-            self.nbytes += written
-            self.attributes(member, fd)
-        finally:
-            os.close(fd)
-        if self.progress is not None:
-            self.progress(member, written)
-
-    def attributes(self, member: Entry, target: int | str, *, symlink: bool = False) -> None:
-        """Owner (as root, outside ``data``), mode, then mtime: the order tarfile uses."""
-        if self.owners:
-            os.chown(target, member.c_uid, member.c_gid, follow_symlinks=not symlink)
-        if not symlink:
-            os.chmod(target, member.mode)
-        os.utime(target, (member.c_mtime, member.c_mtime), follow_symlinks=not symlink)
-
-    def finish_dirs(self) -> None:
-        """Directory attributes last, deepest first (init/initramfs.c ``dir_utime``)."""
-        for path in sorted(self.dirs, reverse=True):
-            member = self.dirs[path]
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                continue  # replaced by a later entry, or under a directory that was
-            try:
-                if _inside(os.path.realpath(path), self.dest):
-                    self.attributes(member, fd)
-            finally:
-                os.close(fd)
+    nodes_skipped: int = 0
+    kernel_skipped: int = 0
+    segments: int = 0
+    error: UnpackError | None = None
 
 
 class _Skip(Exception):
-    """An entry the kernel would drop too; recorded in :attr:`Extraction.skipped`."""
+    """An entry that is not extracted, and why."""
+
+
+class _HostFile:
+    """A regular file being written (``do_copy``)."""
+
+    __slots__ = ("entry", "fd", "host", "written")
+
+    def __init__(self, host: _HostTarget, fd: int, entry: Entry) -> None:
+        self.host, self.fd, self.entry = host, fd, entry
+        self.written = 0
+
+    def write(self, data: memoryview) -> int:
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError as exc:
+            self.host.skip(self.entry.name, f"write error: {exc.strerror}")
+        self.written += done
+        return done
+
+    def close(self, mtime: int) -> None:
+        try:
+            os.utime(self.fd, (mtime, mtime))
+        finally:
+            os.close(self.fd)
+        host = self.host
+        host.result.bytes += self.written
+        if host.progress is not None:
+            host.progress(self.entry, self.written)
+
+
+class _HostTarget:
+    """A host directory as the unpacker's target (see the module's docstring for the rules)."""
+
+    def __init__(
+        self,
+        dest: str,
+        filt: Filter,
+        *,
+        members: set[Entry | str] | None,
+        segment: int | None,
+        progress: Progress | None,
+        strict: bool,
+    ) -> None:
+        self.dest = dest
+        self.fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.filter = filt
+        self.members = members
+        self.segment = segment
+        self.progress = progress
+        self.strict = strict
+        self.root = os.geteuid() == 0
+        self.owners = self.root and filt is not data_filter
+        self.known: set[str] = {""}  # directories walked or made, with no symlink on the way
+        self.dirs: dict[str, Entry] = {}  # directory attributes, applied last
+        self.dest_entry: Entry | None = None
+        self.result = Extraction()
+        self.segment_seen = False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def skip(self, name: str, reason: str) -> None:
+        if self.strict:
+            raise ExtractError(f"{name!r}: {reason}")
+        self.result.skipped.append((name, reason))
+
+    # names
+
+    def accept(self, entry: Entry) -> Entry | None:
+        if self.segment is not None:
+            if entry.segment != self.segment:
+                return None
+            self.segment_seen = True
+        if self.members is not None and entry not in self.members and entry.name not in self.members:
+            return None
+        try:
+            member = self.filter(entry, self.dest)
+        except FilterError as exc:
+            if self.strict:
+                raise
+            self.result.skipped.append((entry.name, str(exc)))
+            return None
+        if member is None:
+            return None
+        parts = [p for p in member.name.split("/") if p and p != "."]
+        if ".." in parts:
+            refused = OutsideDestinationError(entry, f"{entry.name!r} has a '..' component")
+            if self.strict:
+                raise refused
+            self.result.skipped.append((entry.name, str(refused)))
+            return None
+        if not parts:
+            if member.isdir():
+                self.dest_entry = member  # mkdir(".") fails; chown and chmod apply to it
+            else:
+                self.skip(entry.name, "names the destination directory itself")
+            return None
+        rel = "/".join(parts)
+        try:
+            self._parent(rel.rpartition("/")[0])
+        except _Skip as why:
+            self.skip(entry.name, str(why))
+            return None
+        self.result.entries += 1
+        return member if rel == member.name else dataclasses.replace(member, name=rel)
+
+    def _parent(self, parent: str) -> None:
+        """Make sure directory ``parent`` exists with no symlink on the way: O(1) calls when known."""
+        if parent in self.known:
+            return
+        parts = parent.split("/")
+        i = len(parts)
+        while i > 0 and "/".join(parts[:i]) not in self.known:
+            i -= 1
+        for j in range(i + 1, len(parts) + 1):
+            path = "/".join(parts[:j])
+            try:
+                st = os.lstat(path, dir_fd=self.fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(path, 0o755, dir_fd=self.fd)
+                except OSError as exc:
+                    raise _Skip(f"cannot make parent {path!r}: {exc.strerror}") from None
+            else:
+                if stat.S_ISLNK(st.st_mode):
+                    raise _Skip(f"parent {path!r} is a symlink, which extraction does not follow")
+                if not stat.S_ISDIR(st.st_mode):
+                    raise _Skip(f"parent {path!r} is not a directory")
+            self.known.add(path)
+
+    def _unaccept(self, name: str, reason: str) -> None:
+        self.result.entries -= 1
+        self.skip(name, reason)
+
+    # the kernel's calls
+
+    def clean_path(self, name: str, fmode: int) -> None:
+        try:
+            st = os.lstat(name, dir_fd=self.fd)
+        except OSError:
+            return
+        if stat.S_IFMT(st.st_mode) == stat.S_IFMT(fmode):
+            return
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                self.known = {""}  # a removed directory may be the parent of known ones
+                self.dirs.pop(name, None)
+                os.rmdir(name, dir_fd=self.fd)
+            else:
+                os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass  # the kernel ignores it; the call that follows fails and says so
+
+    def link(self, old: str, new: str) -> bool:
+        try:
+            os.link(old, new, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+        except OSError as exc:
+            self._unaccept(new, f"cannot link to {old!r}: {exc.strerror}")
+            return False
+        return True
+
+    def _chown(self, target: int | str, entry: Entry, *, follow: bool = True) -> None:
+        if not self.owners:
+            return
+        uid = -1 if entry.c_uid == _UNCHANGED else entry.c_uid
+        gid = -1 if entry.c_gid == _UNCHANGED else entry.c_gid
+        if isinstance(target, int):
+            os.fchown(target, uid, gid)
+        else:
+            os.chown(target, uid, gid, dir_fd=self.fd, follow_symlinks=follow)
+
+    def open(self, entry: Entry, *, truncate: bool) -> _HostFile | None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
+        try:
+            fd = os.open(entry.name, flags, 0o600, dir_fd=self.fd)
+        except OSError as exc:
+            reason = "a symlink is there, and is not followed" if exc.errno == errno.ELOOP else exc.strerror
+            self._unaccept(entry.name, f"cannot open: {reason}")
+            return None
+        try:
+            self._chown(fd, entry)
+            os.fchmod(fd, entry.mode)
+            if entry.c_filesize:
+                os.ftruncate(fd, entry.c_filesize)  # vfs_truncate(body_len) in do_name
+        except OSError as exc:
+            os.close(fd)
+            self._unaccept(entry.name, f"cannot size or set attributes: {exc.strerror}")
+            return None
+        return _HostFile(self, fd, entry)
+
+    def mkdir(self, entry: Entry) -> None:
+        name = entry.name
+        try:
+            os.mkdir(name, 0o700, dir_fd=self.fd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=self.fd).st_mode):
+                self._unaccept(name, "a non-empty directory or another file is in the way")
+                return
+        except OSError as exc:
+            self._unaccept(name, f"cannot make directory: {exc.strerror}")
+            return
+        self.known.add(name)
+        self.dirs[name] = entry  # owner, mode and mtime last, so that children can be made
+
+    def mknod(self, entry: Entry) -> None:
+        name = entry.name
+        if (entry.ischr() or entry.isblk()) and not self.root:
+            self.result.entries -= 1
+            self.result.nodes_skipped += 1
+            return
+        try:
+            os.mknod(
+                name,
+                entry.c_mode,
+                os.makedev(*kernel_rdev(entry.c_rdevmajor, entry.c_rdevminor)),
+                dir_fd=self.fd,
+            )
+        except FileExistsError:
+            pass  # init_mknod fails; init_chown, init_chmod and do_utime still apply
+        except OSError as exc:
+            self._unaccept(name, f"cannot create {entry.type} node: {exc.strerror}")
+            return
+        try:
+            self._chown(name, entry)
+            os.chmod(name, entry.mode, dir_fd=self.fd)  # clean_path left this type there: no symlink
+            os.utime(name, (entry.c_mtime, entry.c_mtime), dir_fd=self.fd, follow_symlinks=False)
+        except OSError as exc:
+            self._unaccept(name, f"cannot set attributes: {exc.strerror}")
+
+    def symlink(self, entry: Entry) -> None:
+        name, target = entry.name, entry.linkname or ""
+        if not target:
+            self._unaccept(name, "empty symlink target (Linux makes it; symlink(2) on the host refuses it)")
+            return
+        try:
+            os.symlink(target, name, dir_fd=self.fd)
+            self._chown(name, entry, follow=False)
+            os.utime(name, (entry.c_mtime, entry.c_mtime), dir_fd=self.fd, follow_symlinks=False)
+        except OSError as exc:
+            self._unaccept(name, f"cannot make symlink: {exc.strerror}")
+
+    def utime(self, name: str, mtime: int) -> None:
+        """``dir_utime``: a directory's owner, mode and mtime, last."""
+        entry = self.dirs.pop(name, None)
+        if entry is None:
+            return
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError:
+            return  # replaced by a later entry
+        try:
+            self._attributes(fd, entry)
+        finally:
+            os.close(fd)
+
+    def _attributes(self, fd: int, entry: Entry) -> None:
+        try:
+            self._chown(fd, entry)
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, (entry.c_mtime, entry.c_mtime))
+        except OSError as exc:
+            self.skip(entry.name, f"cannot set attributes: {exc.strerror}")
+
+    def finish(self) -> None:
+        if self.dest_entry is not None:
+            self._attributes(self.fd, self.dest_entry)
 
 
 def extractall(
-    image_or_stream: Any,
+    image: Source | Image,
     path: str | os.PathLike[str] = ".",
     *,
     members: Iterable[Entry | str] | None = None,
-    filter: str | Filter = "data",
+    filter: str | Filter = DEFAULT_FILTER,
     segment: int | None = None,
     progress: Progress | None = None,
+    strict: bool = False,
+    max_decompressed: int | None = None,
 ) -> Extraction:
-    """Extract the entries of ``image_or_stream`` under ``path`` (created if missing).
+    """Extract ``image`` (a path, a binary file, bytes, or an opened image) under ``path``.
 
-    ``image_or_stream`` is what :func:`stream_members` takes.  ``members`` limits extraction
-    to those entries (or names); ``segment`` to the entries of that segment.  ``filter`` is a
-    name in :data:`FILTERS` or a function, applied to each member just before it is written,
-    so its ``realpath`` checks see the tree as extracted so far (PEP 706).  ``progress``, when
-    given, is called after each regular file with the entry and the data bytes written.
+    ``path`` is created if missing.  ``members`` limits extraction to those entries (or names);
+    ``segment`` to the entries of that segment.  ``filter`` is a name in :data:`FILTERS` or a
+    function, applied to each member just before it is written.  ``progress``, when given, is
+    called after each regular file with the entry and the data bytes written.
+    ``max_decompressed`` caps the bytes decompressed (see :func:`bootmem.initramfs.open`).
 
-    Raises the filter's :class:`~bootmem.errors.FilterError` at the first refused member,
-    :class:`OutsideDestinationError` for any write that would leave ``path`` whatever the
-    filter, :class:`~bootmem.errors.ExtractError` when a device node cannot be created, and
-    what the image raises for malformed input.  Ownership is restored only when running as
-    root with a filter other than ``data`` (tarfile's behaviour).
+    A member refused or that cannot be made is skipped and recorded in the result (see
+    :class:`Extraction`); with ``strict`` the first refusal is raised instead (the filter's
+    :class:`~bootmem.errors.FilterError`, or :class:`~bootmem.errors.ExtractError`), what was
+    extracted before staying.  An error in the image ends extraction as it ends the kernel's
+    unpacking and is the result's ``error``; :class:`~bootmem.errors.ExtractError` is raised for a
+    ``segment`` the image does not have.
     """
     filt = get_filter(filter)
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ExtractError(f"cannot make the destination {os.fspath(path)!r}: {exc.strerror}") from None
     dest = os.path.realpath(path)
     chosen = None if members is None else set(members)
-    ex = _Extractor(dest, filt, progress)
-    for entry, reader in stream_members(image_or_stream):
-        if segment is not None and entry.segment != segment:
-            continue
-        if chosen is not None and entry not in chosen and entry.name not in chosen:
-            continue
-        member = filt(entry, dest)
-        if member is None:
-            continue
+    # Opened as an Image, so that a unified kernel image is read as its .initrd section.
+    opened = image if isinstance(image, Image) else open_image(image, max_decompressed=max_decompressed)
+    if max_decompressed is None:
+        max_decompressed = opened.max_decompressed
+    host = _HostTarget(dest, filt, members=chosen, segment=segment, progress=progress, strict=strict)
+    try:
+        unpacked = unpack_image(opened, host, max_decompressed=max_decompressed)
+    finally:
         try:
-            ex.extract(member, reader)
-        except _Skip as why:
-            ex.skipped.append((member.name, str(why)))
-    ex.finish_dirs()
-    return Extraction(entries=ex.entries, bytes=ex.nbytes, skipped=ex.skipped)
+            host.finish()
+        finally:
+            host.close()
+            if opened is not image:
+                opened.close()
+    result = host.result
+    result.kernel_skipped = unpacked.skipped
+    result.segments = unpacked.segments
+    result.error = unpacked.error
+    if segment is not None and not host.segment_seen:
+        raise ExtractError(
+            f"no entries in segment {segment}: the image has segments 0 to {unpacked.segments - 1}"
+        )
+    return result

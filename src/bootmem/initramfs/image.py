@@ -177,11 +177,17 @@ def _file_name(source: Source) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def image_bytes(source: Source) -> tuple[ImageBytes, Callable[[], None]]:
-    """The bytes of image ``source`` (what :func:`open` takes) for random access, and the
-    function that releases them.  A seekable file is read in place, never whole."""
+def image_bytes(source: Source | Image) -> tuple[ImageBytes, Callable[[], None]]:
+    """The bytes of image ``source`` (what :func:`open` takes, or an opened :class:`Image`) for
+    random access, and the function that releases them.  A seekable file is read in place."""
+    if isinstance(source, Image):
+        return source._image, _nothing
     image = _image_of(source)
     return image, image.close
+
+
+def _nothing() -> None:
+    pass
 
 
 def default_cap(image_size: int | None) -> int:

@@ -56,7 +56,7 @@ from bootmem.errors import (
 from bootmem.fs.tmpfs import OpenFile, Tmpfs
 from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
-from bootmem.initramfs.image import Source, default_cap, image_bytes
+from bootmem.initramfs.image import Image, Source, default_cap, image_bytes
 from bootmem.mm import PageAllocator
 
 # usr/default_cpio_list: what a kernel built without CONFIG_INITRAMFS_SOURCE carries.
@@ -572,11 +572,13 @@ class Unpacker:
 # --- the image loop ------------------------------------------------------------------------
 
 
-def unpack_image(source: Source, target: Target, *, max_decompressed: int | None = None) -> UnpackResult:
+def unpack_image(
+    source: Source | Image, target: Target, *, max_decompressed: int | None = None
+) -> UnpackResult:
     """``unpack_to_rootfs``: unpack the image ``source`` into ``target``; never raises for bad input.
 
-    ``source`` is what :func:`bootmem.initramfs.open` takes (a path, a binary file, bytes); it
-    is read in chunks.  ``max_decompressed`` caps the bytes decompressed (default
+    ``source`` is what :func:`bootmem.initramfs.open` takes (a path, a binary file, bytes) or
+    what it returned; it is read in chunks.  ``max_decompressed`` caps the bytes decompressed (default
     :func:`bootmem.initramfs.image.default_cap` of the image's size).  The result carries the
     first error, if any; what was unpacked before it stays.
     """
