@@ -153,7 +153,15 @@ def strtoul16(field: bytes | bytearray | memoryview) -> int:
     return int(raw[:end], 16) if end else 0
 
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HEX = frozenset(_HEX_DIGITS)
+
+
+def _header_fields(header: bytes) -> list[int]:
+    """The 13 fields of a 110-byte header, each by :func:`strtoul16`."""
+    if not header[6:HEADER_SIZE].translate(None, _HEX_DIGITS):  # all hex digits: one C call
+        return [int(header[i : i + 8], 16) for i in range(6, HEADER_SIZE, 8)]
+    return [strtoul16(header[i : i + 8]) for i in range(6, HEADER_SIZE, 8)]
 
 
 def kernel_rdev(major: int, minor: int) -> tuple[int, int]:
@@ -357,7 +365,7 @@ class Unpacker:
             self.rdevminor,
             self.name_len,
             self.hdr_csum,
-        ) = (strtoul16(h[i : i + 8]) for i in range(6, HEADER_SIZE, 8))
+        ) = _header_fields(h)
         self.mode = mode & 0xFFFF  # umode_t
         self.next_header = (self.this_header + N_ALIGN(self.name_len) + self.body_len + 3) & ~3
         self.state = SkipIt
