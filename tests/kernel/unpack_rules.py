@@ -153,10 +153,10 @@ def _cases() -> list[Case]:
             "parse_header: new_encode_dev(MKDEV(major, minor)) in a 32-bit dev_t",
             archive(
                 Entry(
-                    "dev", stat.S_IFCHR | 0o600, c_mtime=MTIME, c_rdevmajor=0x80000005, c_rdevminor=0x123456
+                    "node", stat.S_IFCHR | 0o600, c_mtime=MTIME, c_rdevmajor=0x80000005, c_rdevminor=0x123456
                 )
             ),
-            {"dev": Node("c", rdev=(5, 0x23456))},
+            {"node": Node("c", rdev=(5, 0x23456))},
         ),
         Case(
             "hardlink-ino-over-int-max-never-links",
