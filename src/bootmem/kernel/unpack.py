@@ -26,8 +26,7 @@ adds its filters.  So the rules below hold for both:
   opened with ``O_TRUNC`` unless linked, takes the entry's owner and mode, and is truncated to
   ``c_filesize`` *before* its data is written (``vfs_truncate`` in ``do_name``);
 - the ``070702`` byte sum is checked only for files opened, over the bytes written;
-- hardlinks are matched on (ino, major, minor, type) within one archive (``find_link``), whose
-  fields are C ``int``: a value of 2**31 or more never matches;
+- hardlinks are matched on (ino, major, minor, type) within one archive (``find_link``);
 - uid or gid ``0xffffffff`` is ``-1`` to ``chown``: unchanged;
 - directory mtimes are set last, newest first (``dir_utime``);
 - ``error()`` keeps the first message; the entry in progress is finished and nothing after it
@@ -440,10 +439,6 @@ class Unpacker:
         """``maybe_link``: 1 when linked to an earlier entry, 0 when not, -1 when the link failed."""
         if self.nlink >= 2:
             key = (self.major, self.minor, self.ino, stat.S_IFMT(self.mode))
-            if max(self.major, self.minor, self.ino) >= 1 << 31:
-                # struct hash keeps them in ints: compared with the unsigned long fields, a
-                # negative int never matches, and every such entry is added again.
-                return 0
             old = self.links.get(key)
             if old is None:
                 self.links[key] = name
