@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
+import json
 import stat
 import sys
 import time
@@ -116,10 +117,24 @@ def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
         raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
 
 
+def _print_entries_json(entries: Iterable[Entry]) -> None:
+    """``{"entries": [...]}`` written as the entries stream, one per line: memory does not grow
+    with the image (the same JSON ``print_json`` would write, laid out differently).  An error
+    part way still closes the document, holding the entries before it; the exit status says."""
+    out = sys.stdout
+    out.write('{"entries": [')
+    try:
+        for n, entry in enumerate(entries):
+            out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(entry_json(entry), ensure_ascii=True))
+    finally:
+        out.write("\n]}\n")
+        out.flush()
+
+
 def run_ls(args: argparse.Namespace) -> int:
     with open_image(image_source(args.image)) as img:
         if args.json:
-            print_json({"entries": [entry_json(e) for e in selected_entries(args, img)]})
+            _print_entries_json(selected_entries(args, img))
             return 0
         out = sys.stdout
         batch: list[str] = []
