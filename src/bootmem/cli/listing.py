@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import json
 import stat
 import sys
 import time
@@ -121,6 +120,8 @@ def _print_entries_json(entries: Iterable[Entry]) -> None:
     """``{"entries": [...]}`` written as the entries stream, one per line: memory does not grow
     with the image (the same JSON ``print_json`` would write, laid out differently).  An error
     part way still closes the document, holding the entries before it; the exit status says."""
+    import json  # only for --json: `bootmem ls` starts without it
+
     out = sys.stdout
     out.write('{"entries": [')
     try:
