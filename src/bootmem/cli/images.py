@@ -62,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     p.add_argument("root", metavar="DIR", nargs="?", help="directory to archive")
-    p.add_argument("--manifest", metavar="FILE", help="gen_init_cpio manifest instead of DIR")
+    p.add_argument(
+        "--manifest", metavar="FILE",
+        help="gen_init_cpio manifest instead of DIR ('-' for stdin); '#cpio: NAME[:LEVEL]' lines start "
+        "further archives, each with its own compression",
+    )  # fmt: skip
     p.add_argument("-o", "--output", metavar="IMAGE", required=True, help="image to write ('-' for stdout)")
     p.add_argument("--format", choices=["newc", "crc"], default="newc", help="cpio format (default: newc)")
     p.add_argument(
@@ -76,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
     )
     p.add_argument("--early", metavar="DIR", action="append", help="uncompressed early archive (repeatable)")
+    p.add_argument(
+        "--append", action="store_true",
+        help="add the archives to the end of the existing IMAGE instead of replacing it",
+    )  # fmt: skip
     p.set_defaults(func=cmd_create)
 
     p = subparsers.add_parser(
@@ -166,11 +174,14 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise UsageError("give a directory or --manifest FILE, not both")
     options: dict[str, Any] = {
         "root": args.root,
-        "manifest": args.manifest,
+        "manifest": sys.stdin if args.manifest == "-" else args.manifest,
         "format": args.format,
         "compression": args.compress,
         "early": args.early,
+        "append": args.append,
     }
+    if args.output == "-" and args.append:
+        raise UsageError("--append needs an image file, not '-'")
     with progress_bar("archiving", unit="bytes") as bar:
         options["progress"] = lambda done, total: bar.update(completed=done, total=total)
         if args.output == "-":

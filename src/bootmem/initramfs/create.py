@@ -154,7 +154,7 @@ _ARITY = {"file": (5, None), "dir": (4, 4), "nod": (7, 7), "slink": (5, 5), "pip
 _TYPE_BITS = {"dir": stat.S_IFDIR, "pipe": stat.S_IFIFO, "sock": stat.S_IFSOCK, "slink": stat.S_IFLNK}
 
 
-def parse_manifest(lines: Iterable[str], *, where: str = "manifest") -> list[Source]:
+def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line: int = 1) -> list[Source]:
     """Entries from a manifest in the syntax of the kernel's ``usr/gen_init_cpio.c``::
 
         file <name> <location> <mode> <uid> <gid> [<hard links>]
@@ -175,7 +175,7 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest") -> list[Sou
     default_mtime = clamp if clamp is not None else 0
     sources: list[Source] = []
     ino = 0
-    for lineno, raw in enumerate(lines, 1):
+    for lineno, raw in enumerate(lines, first_line):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -256,6 +256,47 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest") -> list[Sou
             entry = Entry(name, _TYPE_BITS[kind] | (mode & 0o7777), ino, uid, gid, nlink, default_mtime)
         sources.append(Source(entry))
     return sources
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPart:
+    """One archive of a multi-part manifest: its compression (``None``: the caller's default)
+    and its lines, the first of which is line ``first_line`` of the manifest."""
+
+    compression: str | None
+    lines: list[str]
+    first_line: int
+
+
+_PART = re.compile(r"^#\s*cpio\b:?\s*(.*)$")
+
+
+def split_manifest(lines: Iterable[str]) -> list[ManifestPart]:
+    """The archives of a manifest: a line ``#cpio: NAME[:LEVEL]`` (or 3cpio's ``#cpio: NAME -LEVEL``)
+    starts a new archive compressed with NAME (``none`` for a raw one); the lines before the first
+    such line, if any hold an entry, are an archive of the default compression.  To
+    ``gen_init_cpio`` these lines are comments, so the manifest still describes one archive.
+
+    >>> [(p.compression, p.first_line) for p in split_manifest(
+    ...     ["#cpio: none", "dir /kernel 755 0 0", "#cpio: zstd -19", "dir /bin 755 0 0"])]
+    [('none', 2), ('zstd:19', 4)]
+    """
+    parts = [ManifestPart(None, [], 1)]
+    for lineno, raw in enumerate(lines, 1):
+        head = _PART.match(raw.strip())
+        if head is None:
+            parts[-1].lines.append(raw)
+            continue
+        spec = head.group(1).split()
+        name = spec[0] if spec else "none"
+        if len(spec) > 1 and spec[1].startswith("-") and spec[1][1:].isdigit():
+            name += ":" + spec[1][1:]
+        elif len(spec) > 1:
+            raise UsageError(f"manifest:{lineno}: bad archive line {raw.strip()!r} (#cpio: NAME[:LEVEL])")
+        parts.append(ManifestPart(name, [], lineno + 1))
+    if not any(line.strip() and not line.strip().startswith("#") for line in parts[0].lines):
+        parts.pop(0)
+    return parts
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -493,6 +534,7 @@ def create_image(
     level: int | None = None,
     early: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     progress: Callable[[int, int], object] | None = None,
+    append: bool = False,
 ) -> int:
     """Write an initramfs image to ``out`` (a binary stream, or a path created or replaced).
 
@@ -502,10 +544,17 @@ def create_image(
     ``level``: ``"none"`` or a name from :mod:`bootmem.initramfs.compress`, optionally
     ``"name:level"``, and for zstd ``",threads=N"`` (see :func:`parse_compression`; by default
     one thread per core, and the bytes are the same for every N >= 1; ``threads=0`` compresses
-    in a single thread, as ``zstd --single-thread``, and writes other bytes).  ``early``, a
-    directory or several, is written first, each as its own uncompressed archive padded with
+    in a single thread, as ``zstd --single-thread``, and writes other bytes).  A manifest may
+    hold several archives, each with its own compression (:func:`split_manifest`).  ``early``,
+    a directory or several, is written first, each as its own uncompressed archive padded with
     NULs to 4 bytes, as distributions prepend microcode.  ``progress``, when given, is called
-    as ``progress(done, total)`` while the main archive's file data is read, in bytes.
+    as ``progress(done, total)`` while the archives' file data is read, in bytes.
+
+    A path ``out`` is created with no more permission than its inputs have: when a regular file
+    going into the image is not readable by group or others, neither is the image (an image
+    holding ``etc/shadow`` of mode 0600 is not world-readable).  With ``append`` the archives
+    are added to the end of the existing image ``out`` (NULs first to a 4-byte boundary, where a
+    raw archive must start); the image is left as it was on error.
 
     Returns the bytes written.  Raises :class:`UsageError` for bad arguments or manifest lines,
     :class:`CpioError` for a value that does not fit a header; a path ``out`` is removed on error.
@@ -514,59 +563,97 @@ def create_image(
         raise UsageError("give exactly one of a directory and a manifest")
     if format not in ("newc", "crc"):
         raise UsageError(f"unknown cpio format {format!r} (newc or crc)")
-    name, level, threads = parse_compression(compression, level)
-    compressor = None
-    if name != "none":
-        from bootmem.initramfs.compress import open_compressor
-
-        if threads is None:
-            threads = default_threads() if name == "zstd" else 0
-        compressor = open_compressor(name, level, threads=threads)
-    if root is not None:
-        sources = scan_directory(root)
-    elif isinstance(manifest, (str, os.PathLike)):
-        with open(manifest, encoding="utf-8", errors="surrogateescape") as f:
-            sources = parse_manifest(f, where=os.fspath(manifest))
-    else:
-        assert manifest is not None
-        sources = parse_manifest(manifest)
-    early_dirs: list[str | os.PathLike[str]] = []
+    default = parse_compression(compression, level)
+    archives: list[tuple[list[Source], Compression]] = []
     if isinstance(early, (str, os.PathLike)):
-        early_dirs = [early]
-    elif early is not None:
-        early_dirs = list(early)
-    early_sources = [scan_directory(d) for d in early_dirs]
+        early = [early]
+    for directory in early or ():
+        archives.append((scan_directory(directory), Compression("none", None, None)))
+    if root is not None:
+        archives.append((scan_directory(root), default))
+    else:
+        if isinstance(manifest, (str, os.PathLike)):
+            where = os.fspath(manifest)
+            with open(manifest, encoding="utf-8", errors="surrogateescape") as f:
+                lines = list(f)
+        else:
+            assert manifest is not None
+            where, lines = "manifest", list(manifest)
+        for part in split_manifest(lines):
+            sources = parse_manifest(part.lines, where=where, first_line=part.first_line)
+            spec = default if part.compression is None else parse_compression(part.compression)
+            archives.append((sources, spec))
+    plan = [(sources, _compressor(spec)) for sources, spec in archives]
 
-    if isinstance(out, (str, os.PathLike)):
-        try:
-            with open(out, "wb") as f:
-                return _write_image(f, sources, format, compressor, early_sources, progress)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(out)
-            raise
-    return _write_image(out, sources, format, compressor, early_sources, progress)
+    if not isinstance(out, (str, os.PathLike)):
+        return _write_image(out, plan, format, progress, start=0)
+    if append:
+        with open(out, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            try:
+                return _write_image(f, plan, format, progress, start=size)
+            except BaseException:
+                f.truncate(size)
+                raise
+    mode = _image_mode([s for sources, _ in archives for s in sources])
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode & ~_umask())  # an existing file is narrowed too
+        with open(fd, "wb") as f:
+            return _write_image(f, plan, format, progress, start=0)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(out)
+        raise
+
+
+def _compressor(spec: Compression) -> Any | None:
+    if spec.name == "none":
+        return None
+    from bootmem.initramfs.compress import open_compressor
+
+    threads = spec.threads
+    if threads is None:
+        threads = default_threads() if spec.name == "zstd" else 0
+    return open_compressor(spec.name, spec.level, threads=threads)
+
+
+def _image_mode(sources: list[Source]) -> int:
+    """0644, less group and other read where any regular file going in lacks them (as 3cpio)."""
+    mode = 0o644
+    for src in sources:
+        if src.entry.isreg():
+            mode &= 0o600 | (src.entry.mode & 0o044)
+    return mode
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write_image(
     out: IO[bytes],
-    sources: list[Source],
+    archives: list[tuple[list[Source], Any | None]],
     format: Format,
-    compressor: Any | None,
-    early: list[list[Source]],
     progress: Callable[[int, int], object] | None,
+    *,
+    start: int,
 ) -> int:
     counter = _Counting(out)
-    for archive in early:
-        with _Sink(counter, None) as raw:
-            write_archive(raw, archive, format)
+    counter.position = start
+    total = sum(src.entry.c_filesize for sources, _ in archives for src in sources if src.path is not None)
+    before = 0
+    for sources, compressor in archives:
+        # A raw archive must start 4-aligned (init/initramfs.c: a "0" at a 4-aligned offset).
         counter.write(_NUL4[: pad4(counter.position)])
-    with _Sink(counter, compressor) as sink:
-        if progress is not None:
-            report, total = progress, sum(src.entry.c_filesize for src in sources if src.path is not None)
-            sink.on_data = lambda done: report(done, total)
-        write_archive(sink, sources, format)
-    return counter.position
+        with _Sink(counter, compressor) as sink:
+            if progress is not None:
+                sink.on_data = lambda done, report=progress, base=before: report(base + done, total)
+            write_archive(sink, sources, format)
+        before += sum(src.entry.c_filesize for src in sources if src.path is not None)
+    return counter.position - start
 
 
 class _Counting:
