@@ -143,3 +143,12 @@ def test_cli_manifest_from_stdin_and_append(manifest: str, tmp_path: Path) -> No
     with open_image(image) as img:
         assert [s.compression for s in img.segments] == ["none", "zstd", "gzip", "lz4"]
         assert "opt/extra" in img.getnames()
+
+
+def test_a_file_named_like_the_trailer_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "TRAILER!!!").write_bytes(b"x")
+    with pytest.raises(UsageError, match="named 'TRAILER!!!'"):
+        create_image(tmp_path / "img", root=root)
+    assert not (tmp_path / "img").exists()

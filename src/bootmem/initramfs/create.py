@@ -422,8 +422,16 @@ class _Sink:
 
 
 def write_archive(sink: _Sink, sources: Iterable[Source], format: Format) -> None:
-    """One cpio archive of ``sources`` and its trailer, streamed into ``sink``."""
+    """One cpio archive of ``sources`` and its trailer, streamed into ``sink``.
+
+    A source named ``TRAILER!!!`` is refused (:class:`UsageError`): every reader, GNU cpio's
+    and bsdtar's among them, would take it for the end of the archive and drop what follows.
+    """
     for src in sources:
+        if src.entry.name == TRAILER:
+            raise UsageError(
+                f"cannot archive an entry named {TRAILER!r}: readers take it for the end of the archive"
+            )
         _write_entry(sink, src, format)
     _write_entry(sink, Source(Entry(name=TRAILER, c_mode=0, c_nlink=1)), format)
 
