@@ -30,6 +30,8 @@ COMMANDS = {
     "boot": "boot",
     "budget": "budget",
     "verify": "verify",
+    "completion": "manual",
+    "man": "manual",
 }
 
 
