@@ -406,20 +406,20 @@ def test_truncated_blob_names_totalsize_and_length() -> None:
         DeviceTree.from_bytes(blob[:20])
 
 
-def test_broken_structure_gives_libfdts_error_string() -> None:
+def test_broken_structure_names_the_token_and_its_offset() -> None:
     blob = bytearray(build_machine())
     off_dt_struct = int.from_bytes(blob[8:12], "big")
     blob[off_dt_struct : off_dt_struct + 4] = (0x77).to_bytes(4, "big")  # not FDT_BEGIN_NODE
     with pytest.raises(FdtError) as excinfo:
         DeviceTree.from_bytes(bytes(blob))
-    assert "FDT_ERR_" in one_line_error(excinfo)
+    assert f"unknown token 0x77 at {off_dt_struct:#x}" in one_line_error(excinfo)
 
 
-def test_bad_version_gives_libfdts_error_string() -> None:
+def test_bad_version_names_it() -> None:
     blob = bytearray(build_machine())
     blob[20:24] = (99).to_bytes(4, "big")  # version
     blob[24:28] = (99).to_bytes(4, "big")  # last_comp_version
-    with pytest.raises(FdtError, match="FDT_ERR_BADVERSION"):
+    with pytest.raises(FdtError, match=r"unsupported device tree version 99 \(last compatible 99\)"):
         DeviceTree.from_bytes(bytes(blob))
 
 
