@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bootmem.cli.output import print_json
+from bootmem.fdt import read_blob
 from bootmem.kernel.arch import profile
 from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
 from bootmem.kernel.example import example_image
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         picture_format(args.plot)  # refuse a bad name before booting
     machine = machine_from(args)
     image = read_initrd(args.initrd)
-    dtb = args.dtb.read_bytes() if args.dtb is not None else None
+    dtb = read_blob(args.dtb) if args.dtb is not None else None
     share, size = rootfs_limit(args.rootfs_size)
     options: dict[str, Any] = {
         "machine": machine,
