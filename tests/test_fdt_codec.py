@@ -167,6 +167,16 @@ def test_to_bytes_refuses_names_it_cannot_write() -> None:
         Tree(Node("", children=[Node("a", {"": b""})])).to_bytes()
     with pytest.raises(FdtError, match=r"memreserve entry \(0x10000000000000000, 0x1\)"):
         Tree(Node(""), [(1 << 64, 1)]).to_bytes()
+    with pytest.raises(FdtError, match=r"memreserve entry \(0x1000, 0x0\) is empty"):
+        Tree(Node(""), [(0x1000, 0)]).to_bytes()
+
+
+def test_memreserve_block_ends_at_the_first_size_0_as_libfdt_and_linux_read_it() -> None:
+    # Found by the mutation test against libfdt: fdt_num_mem_rsv stops at size 0, whatever the
+    # address, and so does Linux's early_init_fdt_scan_reserved_mem.
+    entries = struct.pack(">QQQQQQ", 0x1000, 0x1000, 0x8F000000, 0, 0x2000, 0x1000)
+    blob = blob_of(ROOT + words(FDT_END_NODE, FDT_END), memreserve=entries + bytes(16))
+    assert parse(blob).memreserve == [(0x1000, 0x1000)]
 
 
 def test_memreserve_past_2_to_the_64_is_an_error_from_the_accessor() -> None:

@@ -104,7 +104,8 @@ class Node:
 class Tree:
     """A whole flattened device tree: the root node and the memory-reservation block.
 
-    ``memreserve`` holds ``(address, size)`` entries in blob order, as the block stores them.
+    ``memreserve`` holds ``(address, size)`` entries in blob order, as the block stores them;
+    no size is 0 (a size of 0 ends the block).
     """
 
     root: Node
@@ -121,8 +122,8 @@ class Tree:
         """
         rsvmap = bytearray()
         for address, size in self.memreserve:
-            if not (0 <= address < 1 << 64 and 0 <= size < 1 << 64):
-                raise FdtError(f"memreserve entry ({address:#x}, {size:#x}) does not fit in 64 bits")
+            if not (0 <= address < 1 << 64 and 0 < size < 1 << 64):
+                raise FdtError(f"memreserve entry ({address:#x}, {size:#x}) is empty or outside 64 bits")
             rsvmap += _RESERVE.pack(address, size)
         rsvmap += _RESERVE.pack(0, 0)
 
@@ -284,13 +285,14 @@ def _block(totalsize: int, what: str, offset: int, size: int, *, align: int) -> 
 
 
 def _parse_memreserve(data: bytes, offset: int, end: int) -> list[tuple[int, int]]:
-    # Devicetree Specification 5.3: (address, size) pairs up to a pair of zeros.
+    # Devicetree Specification 5.3: (address, size) pairs up to a pair of zeros.  As libfdt's
+    # fdt_num_mem_rsv and Linux's early_init_fdt_scan_reserved_mem, the first size 0 ends it.
     entries: list[tuple[int, int]] = []
     while True:
         if offset + _RESERVE.size > end:
             raise FdtError(f"bad device tree: memory reservation block runs past {end:#x} without its end")
         address, size = _RESERVE.unpack_from(data, offset)
-        if address == 0 and size == 0:
+        if size == 0:
             return entries
         entries.append((address, size))
         offset += _RESERVE.size
@@ -529,14 +531,14 @@ class DeviceTree:
     def memreserve(self) -> list[ReservedRegion]:
         """The memory-reservation block's entries, in blob order, named ``"memreserve"``.
 
-        Entries of size 0 are skipped; an entry that runs past 2^64 raises :class:`FdtError`.
+        The block ends at the first entry of size 0; an entry that runs past 2^64 raises
+        :class:`FdtError`.
         """
         regions = []
         for address, size in self.tree.memreserve:
             if address + size > 1 << 64:
                 raise FdtError(f"memreserve entry ({address:#x}, {size:#x}) runs past 2^64")
-            if size:
-                regions.append(ReservedRegion("memreserve", address, address + size))
+            regions.append(ReservedRegion("memreserve", address, address + size))
         return regions
 
     @property
