@@ -20,6 +20,10 @@ class UsageError(BootmemError, ValueError):
     """An argument that cannot be used: a size that does not parse, an unknown name."""
 
 
+class WriteError(BootmemError, OSError):
+    """Output could not be written (stdout on a full disk): ``"write error: <reason>"``."""
+
+
 # --- mm -----------------------------------------------------------------------------------
 
 

@@ -2,18 +2,29 @@
 
 Each group of subcommands lives in a module of its own with a ``register(subparsers)``
 function; this module assembles them and turns errors into one line and a non-zero exit.
+
+Manners every command shares:
+
+- an error is one line on stderr, ``bootmem: error: ...``, and exit status 1 (``diff``: 2, as
+  ``diff(1)`` says "trouble"), never a traceback;
+- a failed write to stdout (``> /dev/full``) is an error too: ``bootmem: error: write error: ...``;
+- a reader that goes away (``bootmem boot | head -2``) is not: the command runs to its end with
+  the rest of its output discarded and exits with the status it would have had;
+- ``--color=auto|always|never`` and ``NO_COLOR`` decide all styling (:mod:`bootmem.cli.output`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from bootmem import __version__
-from bootmem.errors import BootmemError
+from bootmem.cli.output import COLOR_MODES, StdoutGuard, set_color
+from bootmem.errors import BootmemError, WriteError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -34,6 +45,10 @@ COMMANDS = {
     "man": "manual",
 }
 
+# Exit status of a command that could not do its work ("trouble"): diff(1) and cmp(1) say 2,
+# since 1 means "the inputs differ".
+_TROUBLE = {"diff": 2}
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``bootmem`` parser: every subcommand, or only the module that registers ``command``."""
@@ -46,45 +61,84 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"bootmem {__version__}")
+    color_help = "style output: auto (on a terminal, unless NO_COLOR is set; default), always or never"
+    parser.add_argument("--color", choices=COLOR_MODES, default="auto", help=color_help)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in names:
         importlib.import_module(f"bootmem.cli.{name}").register(subparsers)
+    for sub in subparsers.choices.values():
+        # Also after the command; SUPPRESS keeps a --color given before it.
+        sub.add_argument("--color", choices=COLOR_MODES, default=argparse.SUPPRESS, help=color_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bootmem`` with ``argv``; return the exit status (0 ok, 1 bad input, 2 usage)."""
+    """Run ``bootmem`` with ``argv``; return the exit status (0 ok, 1 bad input, 2 usage).
+
+    ``--help``, ``--version`` and usage errors raise ``SystemExit`` as argparse does.
+    """
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
+    trouble = _TROUBLE.get(first or "", 1)
+    with StdoutGuard() as stdout:
+        args: argparse.Namespace | None = None
+        try:
+            args = _parse(words, first)
+            command: Command | None = getattr(args, "func", None)
+            status = command(args) if command is not None else 2
+            stdout.flush()
+        except SystemExit:
+            # --help and --version print, then exit: their output must have been written too.
+            try:
+                stdout.flush()
+            except WriteError as error:
+                _error(str(error))
+                raise SystemExit(trouble) from None
+            raise
+        except BootmemError as exc:
+            _error(str(exc))
+            return trouble
+        except OSError as exc:
+            # Host-side failures (a missing input file, a full disk): one line, no traceback.
+            _error(_describe_os_error(exc, getattr(args, "image", None)))
+            return trouble
+        except KeyboardInterrupt:
+            return 130
+    return status
+
+
+def _parse(words: list[str], first: str | None) -> argparse.Namespace:
     parser = build_parser(first)
-    args = parser.parse_args(words)
-    command: Command | None = getattr(args, "func", None)
-    if command is None:
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        # The subcommand's usage, not the top level's, for `bootmem ls IMG --bogus`.
+        sub = _subparser(parser, args.command) if args.command else None
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    set_color(args.color)
+    if getattr(args, "func", None) is None:
         parser.print_help()
-        return 2
-    try:
-        return command(args)
-    except BootmemError as exc:
-        _error(str(exc))
-        return 1
-    except OSError as exc:
-        # Host-side failures (a missing input file, a full disk): one line, no traceback.
-        if isinstance(exc, BrokenPipeError):
-            _quiet_broken_pipe()
-            return 0
-        where = f": {exc.filename!r}" if exc.filename is not None else ""
-        _error(f"{exc.strerror or exc}{where}")
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return args
+
+
+def _describe_os_error(exc: OSError, image: object) -> str:
+    """One line for ``exc``, naming the file: its own, else the command's input image."""
+    filename = exc.filename if exc.filename is not None else image
+    message = exc.strerror or str(exc)
+    if filename is None:
+        return message
+    if exc.errno == errno.ESPIPE:
+        return f"{os.fsdecode(str(filename))!r}: {message}: images are read from seekable files, not pipes"
+    return f"{message}: {os.fsdecode(str(filename))!r}"
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser | None = action.choices.get(name)
+            return found
+    return None
 
 
 def _error(message: str) -> None:
     print(f"bootmem: error: {message}", file=sys.stderr)
-
-
-def _quiet_broken_pipe() -> None:
-    # `bootmem ls big.img | head`: the reader went away; stop without a second traceback.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())

@@ -138,28 +138,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _progress() -> Iterator[Callable[[Entry, int], None] | None]:
-    """A rich progress bar on stderr when it is a terminal; ``None`` (quiet) otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    """A progress bar on stderr when it is a terminal, and the totals when extraction ends."""
+    from bootmem.cli.progress import is_terminal, progress_bar
+    from bootmem.units import format_size
 
-    # The total is unknown without a second pass over the (compressed) image: the bar pulses
-    # and counts bytes written.
-    columns = (TextColumn("extracting"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
-        task = bar.add_task("extract", total=None)
+    # The total is unknown without a second pass over the (compressed) image: the bar counts
+    # files and bytes written, and the totals are printed at the end.
+    files, written = 0, 0
+    with progress_bar("extracting", unit="bytes") as bar:
 
         def advance(entry: Entry, nbytes: int) -> None:
-            bar.advance(task, nbytes)
+            nonlocal files, written
+            files += 1
+            written += nbytes
+            bar.update(description=f"extracting: {files} files")
+            bar.advance(nbytes)
 
         yield advance
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    if is_terminal():
+        print(f"bootmem: extracted {files} files, {format_size(written)}", file=sys.stderr)
 
 
 # --- create -------------------------------------------------------------------------------
