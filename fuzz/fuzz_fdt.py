@@ -15,6 +15,7 @@ that is not a :class:`~bootmem.errors.BootmemError` is a crash.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 from bootmem.errors import BootmemError
@@ -47,7 +48,9 @@ PROPERTIES = (
 def tree_from_values(data: bytes) -> bytes:
     """A well-formed DTB whose properties are the pieces of ``data`` (see the module's docstring)."""
     values = data.split(b"\xff\xfe")
-    memreserve = [struct.unpack_from(">QQ", values[-1], i) for i in range(0, len(values[-1]) - 15, 16)]
+    entries = [struct.unpack_from(">QQ", values[-1], i) for i in range(0, len(values[-1]) - 15, 16)]
+    # As in a blob, the first entry of size 0 ends the block.
+    memreserve = list(itertools.takewhile(lambda entry: entry[1] != 0, entries))
     root = Node("", children=[Node(top) for top in ("memory@40000000", "chosen", "reserved-memory", "mem")])
     fw = Node("fw@0")
     root.children[2].children.append(fw)

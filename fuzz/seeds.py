@@ -121,6 +121,7 @@ def image_seeds() -> dict[str, bytes]:
     seeds["raw-then-raw"] = early + main
     seeds["early-only"] = early
     seeds["not-cpio"] = b"\x00\x00\x00\x00hsqs" + b"\xaa" * 60
+    seeds["empty"] = b""  # a zero-length initrd: no initrd, as Linux
     seeds.update(_hostile_skips())
     seeds["odc"] = b"070707" + b"0" * 70
     return seeds
@@ -238,6 +239,14 @@ def fdt_seeds() -> dict[str, bytes]:
     };
 };
 """
+    # Hostile machines: RAM bootmem refuses to model (2^50 bytes, 2^50 apart, at the top bit),
+    # a totalsize past the 16 MiB bootmem reads, and a blob padded past its totalsize as QEMU's.
+    seeds["hostile-memory-2-50"] = DeviceTree.build(memory=[(0x8000_0000, 0x8000_0000 + (1 << 50))])
+    seeds["hostile-memory-apart"] = DeviceTree.build(memory=[(0, 1 << 30), (1 << 50, (1 << 50) + (1 << 30))])
+    seeds["hostile-memory-top-bit"] = DeviceTree.build(memory=[(1 << 63, (1 << 63) + (1 << 30))])
+    plain = seeds["build-plain"]
+    seeds["hostile-totalsize"] = plain[:4] + (0xFFFF_FFF0).to_bytes(4, "big") + plain[8:]
+    seeds["padded"] = plain + bytes(4096)
     # Magic-less seeds: property values for fuzz_fdt's sequential writer, cut at b"\xff\xfe".
     values = [
         (2).to_bytes(4, "big"),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from bootmem.cli.output import print_json
+from bootmem.cli.output import console, print_json, styled
+from bootmem.errors import UsageError
 from bootmem.fdt import read_blob
 from bootmem.kernel.arch import profile
 from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
@@ -126,8 +128,42 @@ def rootfs_limit(text: str | None) -> tuple[float | None, int | None]:
     return parse_size_or_share(text)
 
 
-def read_initrd(path: Path | None) -> bytes:
-    return example_image() if path is None else path.read_bytes()
+def read_initrd(path: Path | None, limit: int) -> bytes:
+    """The image at ``path`` (the built-in example for ``None``), refused if above ``limit`` bytes.
+
+    The size is checked before the data is read: with ``fstat`` for a regular file, and by
+    reading at most ``limit + 1`` bytes from anything else (a pipe, ``/dev/zero``), so host
+    memory stays within the RAM the image must fit in.  Raises :class:`UsageError` naming the
+    file and both sizes.
+    """
+    if path is None:
+        return example_image()
+    with path.open("rb") as f:
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise UsageError(
+                f"initrd {os.fsdecode(path)!r} of {info.st_size} bytes is larger than the "
+                f"{format_size(limit)} of RAM it must be loaded into"
+            )
+        # In pieces: read(limit + 1) would allocate its whole buffer first.
+        data = bytearray()
+        while len(data) <= limit:
+            piece = f.read(min(1 << 20, limit + 1 - len(data)))
+            if not piece:
+                return bytes(data)
+            data += piece
+    raise UsageError(
+        f"initrd {os.fsdecode(path)!r} is larger than the {format_size(limit)} of RAM it must be loaded into"
+    )
+
+
+def ram_limit(machine: Machine, dtb: bytes | None) -> int:
+    """The bytes of RAM an initrd can at most occupy: the device tree's RAM, else the machine's."""
+    if dtb is None:
+        return machine.ram_size
+    from bootmem.fdt import DeviceTree
+
+    return sum(r.size for r in DeviceTree.from_bytes(dtb).memory)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
 
         picture_format(args.plot)  # refuse a bad name before booting
     machine = machine_from(args)
-    image = read_initrd(args.initrd)
     dtb = read_blob(args.dtb) if args.dtb is not None else None
+    image = read_initrd(args.initrd, ram_limit(machine, dtb))
     share, size = rootfs_limit(args.rootfs_size)
     options: dict[str, Any] = {
         "machine": machine,
@@ -186,22 +222,17 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     print(report.log)
     print()
-    if sys.stdout.isatty():
-        from rich.console import Console
-
+    if styled():
         from bootmem.report.terminal import labelled_lines
 
-        console = Console(highlight=False)
-        console.print(labelled_lines(summary_rows(report, source=source)))
+        console().print(labelled_lines(summary_rows(report, source=source)))
     else:
         print(summary(report, source=source))
     if args.map and timeline is not None:
-        from rich.console import Console
-
         from bootmem.report.terminal import MAP_CELLS, print_maps
 
         print()
-        print_maps(timeline.maps(MAP_CELLS), Console(highlight=False))
+        print_maps(timeline.maps(MAP_CELLS), console())
     return 0 if report.ok else 1
 
 

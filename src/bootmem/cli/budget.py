@@ -85,8 +85,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.real:
         return run_real(args)
+
+    from bootmem.cli.boot import read_initrd
     from bootmem.cli.progress import progress_bar
     from bootmem.kernel.arch import profile
+    from bootmem.mm.ram import MAX_RAM_SIZE
     from bootmem.report.budget import DEFAULT_STEP, calibrate, find_budget, parse_dmesg
 
     logs = tuple(
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         arch = calibrate(arch, list(logs))
     kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed
     share, size = parse_size_or_share(args.rootfs_size) if args.rootfs_size else (None, None)
-    image = args.image.read_bytes()
+    image = read_initrd(args.image, MAX_RAM_SIZE)
     with progress_bar("budget", total=None) as bar:
 
         def progress(what: str, boots: int, expected: int | None) -> None:

@@ -239,7 +239,9 @@ def boot(
     def phase(name: str) -> None:
         phases.append((name, log.now()))
 
-    image = memoryview(initrd) if initrd is not None else None
+    # A zero-length initrd is no initrd: x86's reserve_initrd returns when ramdisk_size is 0, and
+    # the device tree's reserve_initrd_mem when phys_initrd_size is 0.
+    image = memoryview(initrd) if initrd else None
     layout = bootloader_place(machine, image, dtb, cmdline)
     args = CommandLine.parse(layout.tree.bootargs if layout.tree.bootargs is not None else cmdline)
     _log_handoff(layout, args, log)

@@ -23,11 +23,15 @@ from collections.abc import Callable
 
 from bootmem.errors import InvalidRangeError
 from bootmem.mm.memblock import RegionList
-from bootmem.units import PAGE_SIZE, align_down, align_up
+from bootmem.units import PAGE_SIZE, align_down, align_up, format_size
 
 # fallocate(2) mode bits, from <linux/falloc.h>.
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
+
+#: The largest RAM bootmem models: 1 TiB.  The memory file is sparse, but the buddy free lists
+#: hold one entry per maximal block (4 MiB), about 25 MB of the host's memory per TiB.
+MAX_RAM_SIZE = 1 << 40
 
 _HOST_PAGE = mmap.ALLOCATIONGRANULARITY
 _FILL_CHUNK = 1 << 20
@@ -59,9 +63,10 @@ def _close_fd(fd: int) -> None:
 class PhysicalMemory:
     """RAM for the physical byte range ``[base, base + size)``; every byte starts as 0.
 
-    ``base`` and ``size`` must be multiples of :data:`PAGE_SIZE`.  Every method takes physical
-    addresses and raises :class:`InvalidRangeError` (with hex addresses) for a range not inside
-    RAM.  Thread-safe.
+    ``base`` and ``size`` must be multiples of :data:`PAGE_SIZE`, ``size`` at most
+    :data:`MAX_RAM_SIZE` and the range below 2^64 (else :class:`InvalidRangeError`).  Every method
+    takes physical addresses and raises :class:`InvalidRangeError` (with hex addresses) for a range
+    not inside RAM.  Thread-safe.
 
     >>> ram = PhysicalMemory(0x8000_0000, 1 << 20)
     >>> ram.write(0x8000_0010, b"bootmem")
@@ -76,6 +81,11 @@ class PhysicalMemory:
         if base < 0 or size <= 0 or base % PAGE_SIZE or size % PAGE_SIZE:
             raise InvalidRangeError(
                 f"RAM [{base:#x}, {base + size:#x}) must be non-empty and aligned to {PAGE_SIZE:#x}"
+            )
+        if size > MAX_RAM_SIZE or base + size > 1 << 64:
+            raise InvalidRangeError(
+                f"RAM [{base:#x}, {base + size:#x}) of {format_size(size)} cannot be modelled: "
+                f"bootmem models at most {format_size(MAX_RAM_SIZE)} of RAM below 2^64"
             )
         self.base = base
         self.size = size
