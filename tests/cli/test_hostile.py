@@ -50,7 +50,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["boot", "--mem", "100T"], "of 100.0 TiB cannot be modelled: bootmem models at most 1.0 TiB"),
         (["boot", "--mem", "1P"], "of 1024.0 TiB cannot be modelled"),
         (["boot", "--mem", "8192P"], "RAM [0x40000000, 0x8000000040000000)"),
-        (["budget", "--kernel-size", "100T", "IMAGE"], "cannot be modelled"),
+        (["budget", "--kernel-size", "100T", "IMAGE"], "does not boot with up to 1.0 TiB of RAM"),
     ],
 )
 def test_ram_beyond_what_bootmem_models_is_refused(args: list[str], fragment: str, tmp_path: Path) -> None:
