@@ -128,7 +128,8 @@ def _describe_os_error(exc: OSError, image: object) -> str:
     if filename is None:
         return message
     if exc.errno == errno.ESPIPE:
-        return f"{os.fsdecode(str(filename))!r}: {message}: images are read from seekable files, not pipes"
+        name = os.fsdecode(str(filename))
+        return f"{name!r}: {message}: not a seekable file ('-' reads an image from a pipe)"
     return f"{message}: {os.fsdecode(str(filename))!r}"
 
 
