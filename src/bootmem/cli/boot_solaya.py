@@ -23,6 +23,7 @@ _LINUX_ONLY = {
 def run(args: argparse.Namespace) -> int:
     """Boot ``args.initrd`` as Solaya; print its log, the figures and every difference from Linux."""
     from bootmem.cli.boot import read_initrd, summary_rows
+    from bootmem.fdt import read_blob
 
     if parse_address(args.base) not in (DEFAULT_RAM_BASE, QEMU_VIRT_DRAM):
         raise UsageError(f"--base {args.base}: QEMU virt's RAM is at {QEMU_VIRT_DRAM:#x} for --kernel solaya")
@@ -35,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         picture_format(args.plot)
     kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else DEFAULT_KERNEL_SIZE
     machine = SolayaMachine(ram_size=parse_size(args.mem), kernel_size=kernel_size)
-    image = read_initrd(args.initrd)
-    dtb = args.dtb.read_bytes() if args.dtb is not None else None
+    dtb = read_blob(args.dtb) if args.dtb is not None else None
+    image = read_initrd(args.initrd, machine.ram_size)
     recorder = None
     if args.plot is not None or args.map or args.timeline is not None:
         from bootmem.report.timeline import TimelineRecorder
