@@ -202,21 +202,8 @@ def run(args: argparse.Namespace) -> int:
             report, timeline = record_boot(image, observer=count, **options)
         else:
             report = boot(image, observer=count, **options)
-    if args.tree is not None:
-        assert report.rootfs is not None
-        lines = report.rootfs.tree()
-        args.tree.write_text(
-            "".join(line + "\n" for line in lines), encoding="utf-8", errors="surrogateescape"
-        )
     source = str(args.initrd) if args.initrd else "built-in example"
-    if timeline is not None and args.plot is not None:
-        from bootmem.report.plot import save_picture
-
-        save_picture(args.plot, timeline, title=f"Where boot memory goes: {source}")
-    if timeline is not None and args.timeline is not None:
-        with args.timeline.open("w", encoding="utf-8") as out:
-            json.dump(timeline.to_json(), out, indent=1)
-            out.write("\n")
+    write_files(args, report, timeline, title=f"Where boot memory goes: {source}")
     if args.json:
         print_json(report.to_json())
         return 0 if report.ok else 1
@@ -234,6 +221,24 @@ def run(args: argparse.Namespace) -> int:
         print()
         print_maps(timeline.maps(MAP_CELLS), console())
     return 0 if report.ok else 1
+
+
+def write_files(args: argparse.Namespace, report: Any, timeline: Any, *, title: str) -> None:
+    """The files a boot writes besides its output: ``--tree``, ``--plot`` and ``--timeline``."""
+    if args.tree is not None:
+        assert report.rootfs is not None
+        lines = report.rootfs.tree()
+        args.tree.write_text(
+            "".join(line + "\n" for line in lines), encoding="utf-8", errors="surrogateescape"
+        )
+    if timeline is not None and args.plot is not None:
+        from bootmem.report.plot import save_picture
+
+        save_picture(args.plot, timeline, title=title)
+    if timeline is not None and args.timeline is not None:
+        with args.timeline.open("w", encoding="utf-8") as out:
+            json.dump(timeline.to_json(), out, indent=1)
+            out.write("\n")
 
 
 def summary(report: BootReport, *, source: str) -> str:

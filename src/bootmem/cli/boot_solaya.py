@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import UsageError
@@ -22,7 +21,7 @@ _LINUX_ONLY = {
 
 def run(args: argparse.Namespace) -> int:
     """Boot ``args.initrd`` as Solaya; print its log, the figures and every difference from Linux."""
-    from bootmem.cli.boot import read_initrd, summary_rows
+    from bootmem.cli.boot import read_initrd, summary_rows, write_files
     from bootmem.fdt import read_blob
 
     if parse_address(args.base) not in (DEFAULT_RAM_BASE, QEMU_VIRT_DRAM):
@@ -52,19 +51,7 @@ def run(args: argparse.Namespace) -> int:
         report = boot(image, machine=machine, dtb=dtb)
     timeline = recorder.timeline(report) if recorder is not None else None
     source = str(args.initrd) if args.initrd else "built-in example"
-    if args.tree is not None:
-        assert report.rootfs is not None
-        args.tree.write_text(
-            "".join(line + "\n" for line in report.rootfs.tree()), encoding="utf-8", errors="surrogateescape"
-        )
-    if timeline is not None and args.plot is not None:
-        from bootmem.report.plot import save_picture
-
-        save_picture(args.plot, timeline, title=f"Where Solaya's boot memory goes: {source}")
-    if timeline is not None and args.timeline is not None:
-        with args.timeline.open("w", encoding="utf-8") as out:
-            json.dump(timeline.to_json(), out, indent=1)
-            out.write("\n")
+    write_files(args, report, timeline, title=f"Where Solaya's boot memory goes: {source}")
     if args.json:
         print_json(report.to_json())
         return 0 if report.ok else 1
