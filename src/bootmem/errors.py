@@ -100,6 +100,19 @@ class CompressionError(ImageError):
     """A compressed member that is corrupt, truncated or of an unknown kind."""
 
 
+class DecompressorError(CompressionError):
+    """A compressed member its decompressor refuses: corrupt, truncated, or not of its format.
+
+    ``kernel_message`` is what Linux's decompressor for the format passes to ``error()`` for
+    the same failure (``lib/decompress_*.c``), which ``init/initramfs.c`` then prints after
+    "Initramfs unpacking failed: "; "decompressor failed" where the decompressor says nothing.
+    """
+
+    def __init__(self, message: str, kernel_message: str = "decompressor failed") -> None:
+        super().__init__(message)
+        self.kernel_message = kernel_message
+
+
 class MissingCodecError(CompressionError, ImportError):
     """A compression whose Python package is not installed; the message names the package."""
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bootmem.errors import DecompressorError
 from bootmem.fs.tmpfs import OpenFile
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, Entry
 from bootmem.initramfs.create import create_image
@@ -216,6 +217,14 @@ def test_bad_magic_messages(junk: bytes, message: str) -> None:
     assert result.error is not None
     assert result.error.message == message
     assert unpack.kernel_message(Exception(result.error.detail)) == message
+
+
+def test_a_decompressor_error_gives_its_own_kernel_message() -> None:
+    # lib/decompress_inflate.c error("read error") is what the log shows, not "decompressor failed",
+    # even when bootmem's detail mentions one of init/initramfs.c's own messages.
+    exc = DecompressorError("truncated gzip member at offset 0x0 (no cpio magic seen)", "read error")
+    assert unpack.kernel_message(exc) == "read error"
+    assert unpack.kernel_message(DecompressorError("corrupt bzip2 data")) == "decompressor failed"
 
 
 @pytest.mark.parametrize("junk", [b"0123456789" * 20, b"hsqs" + bytes(4092)], ids=["zero-junk", "squashfs"])

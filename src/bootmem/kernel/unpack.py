@@ -47,6 +47,7 @@ from typing import Protocol
 from bootmem.errors import (
     CompressionError,
     DecompressionBombError,
+    DecompressorError,
     ImageError,
     MissingCodecError,
     TmpfsError,
@@ -127,6 +128,8 @@ def kernel_message(exc: BaseException) -> str:
     """The message Linux would print for the failure ``exc`` describes."""
     if isinstance(exc, TmpfsNoSpaceError):
         return "write error"
+    if isinstance(exc, DecompressorError):
+        return exc.kernel_message  # the decompressor's own error(), e.g. gunzip's "read error"
     text = str(exc)
     for message in KERNEL_MESSAGES:
         if message in text:
