@@ -103,6 +103,25 @@ def test_ls_imports_only_what_listing_needs(tmp_path: Path) -> None:
     assert not heavy & loaded
 
 
+def test_extract_imports_no_memory_model(tmp_path: Path) -> None:
+    """`bootmem extract` runs the kernel's unpacker but not its memory model: numpy (about 40 ms
+    of start-up), the allocators, reports and plotting stay out of it."""
+    from bootmem.initramfs.create import create_image
+
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "init").write_bytes(b"#!/bin/sh\n")
+    create_image(tmp_path / "img", root=tmp_path / "tree", compression="zstd")
+    code = (
+        "import sys\nfrom bootmem.cli import main\n"
+        f"main(['extract', {str(tmp_path / 'img')!r}, {str(tmp_path / 'out')!r}])\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (tmp_path / "out" / "init").read_bytes() == b"#!/bin/sh\n"
+    loaded = set(done.stderr.split())
+    assert not {"numpy", "rich", "matplotlib", "bootmem.mm", "bootmem.report"} & loaded
+
+
 # --- write errors -----------------------------------------------------------------------------
 
 

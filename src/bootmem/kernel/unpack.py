@@ -42,7 +42,7 @@ import functools
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bootmem.errors import (
     CompressionError,
@@ -57,7 +57,9 @@ from bootmem.fs.tmpfs import OpenFile, Tmpfs
 from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
 from bootmem.initramfs.image import Image, Source, default_cap, image_bytes
-from bootmem.mm import PageAllocator
+
+if TYPE_CHECKING:  # numpy comes with bootmem.mm: extraction starts without it
+    from bootmem.mm import PageAllocator
 
 # usr/default_cpio_list: what a kernel built without CONFIG_INITRAMFS_SOURCE carries.
 DEFAULT_BUILTIN_LIST = """\
