@@ -14,7 +14,6 @@ crash.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import bootmem.initramfs
@@ -29,12 +28,13 @@ VICTIM = b"outside the destination\n"
 
 
 def _layout(parent: str) -> set[str]:
+    """Every path under ``parent`` but the destination's tree."""
     found = set()
     for dirpath, dirnames, filenames in os.walk(parent):
+        if dirpath == parent and "dest" in dirnames:
+            dirnames.remove("dest")  # not walked: it may be deeper than the recursion limit
         for name in dirnames + filenames:
-            path = os.path.relpath(os.path.join(dirpath, name), parent)
-            if path != "dest" and not path.startswith("dest/"):
-                found.add(path)
+            found.add(os.path.relpath(os.path.join(dirpath, name), parent))
     return found
 
 
@@ -62,13 +62,28 @@ def TestOneInput(data: bytes) -> None:
 
 
 def _remove(parent: str) -> None:
-    # Extracted directories may have lost their owner's write bit (the tar filter keeps 0o555).
-    for dirpath, dirnames, _ in os.walk(parent):
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o700)
-    shutil.rmtree(parent)
+    """Remove ``parent``'s tree, however deep, relative to directory descriptors (an extracted
+    path may be longer than PATH_MAX; shutil.rmtree recurses once per level).  Extracted
+    directories may have lost their owner's write bit (the tar filter keeps 0o555)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fds = [os.open(parent, flags)]
+    names = [parent]
+    while fds:
+        fd = fds[-1]
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    os.chmod(entry.name, 0o700, dir_fd=fd)
+                    fds.append(os.open(entry.name, flags, dir_fd=fd))
+                    names.append(entry.name)
+                    break
+                os.unlink(entry.name, dir_fd=fd)
+            else:
+                os.close(fds.pop())
+                name = names.pop()
+                if fds:
+                    os.rmdir(name, dir_fd=fds[-1])
+    os.rmdir(parent)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.initramfs.corpus import PEER_COMPRESSORS, archive
+from tests.initramfs.corpus import PEER_COMPRESSORS, archive, claimed_header
 
 from bootmem.errors import MissingCodecError
 from bootmem.fdt import DeviceTree
@@ -124,12 +124,11 @@ def image_seeds() -> dict[str, bytes]:
     seeds["empty"] = b""  # a zero-length initrd: no initrd, as Linux
     seeds.update(_hostile_skips())
     seeds["odc"] = b"070707" + b"0" * 70
+    # Issue 11's hostile input 6: NUL padding between members counted toward the bomb cap, and a
+    # gzip member far above its compressed size (zeros compress about 1000x).
+    seeds["hostile-padding-then-zeros-gzip"] = early + bytes(8192) + compress(bytes(4 << 20), "gzip")
+    seeds["hostile-zeros-file-zstd"] = compress(archive((Entry("zeros", 0o100644), bytes(4 << 20))), "zstd")
     return seeds
-
-
-def _hostile_header(name: bytes, mode: int, filesize: int, namesize: int) -> bytes:
-    fields = (0, mode, 0, 0, 1, 0, filesize, 0, 0, 0, 0, namesize, 0)
-    return b"070701" + b"".join(b"%08X" % v for v in fields) + name
 
 
 def _hostile_skips() -> dict[str, bytes]:
@@ -137,8 +136,8 @@ def _hostile_skips() -> dict[str, bytes]:
     0xffffffff and a symlink claiming 0xfffffff0 bytes, each followed by 8 MiB of zeros (more
     than the harnesses' caps), as zstd and gzip members and raw."""
     heads = {
-        "namesize-ffffffff": _hostile_header(b"", 0o100644, 0, 0xFFFFFFFF),
-        "symlink-fffffff0": _hostile_header(b"l\0", 0o120777, 0xFFFFFFF0, 2),
+        "namesize-ffffffff": claimed_header(b"", mode=0o100644, namesize=0xFFFFFFFF, filesize=0),
+        "symlink-fffffff0": claimed_header(b"l\0", mode=0o120777, namesize=2, filesize=0xFFFFFFF0),
     }
     seeds: dict[str, bytes] = {}
     for kind, head in heads.items():
@@ -195,6 +194,22 @@ def extract_seeds() -> dict[str, bytes]:
             (Entry("d/x", 0o100644), b"x"),
         ],
     }
+    # Issue 11's hostile input 5: device numbers of 2^31 and more (OverflowError from os.makedev),
+    # and a hardlink whose first name became a directory (a bare PermissionError).
+    for kind, mode in {"c": 0o20600, "b": 0o60600, "p": 0o10600, "s": 0o140600}.items():
+        hostile[f"rdev-{kind}-80000000"] = [
+            Entry(f"dev/{kind}-major", mode, c_rdevmajor=0x8000_0000, c_rdevminor=1),
+            Entry(f"dev/{kind}-minor", mode, c_rdevmajor=1, c_rdevminor=0xFFFF_FFFF),
+        ]
+    hostile["hardlink-first-name-became-dir"] = [
+        (Entry("a", 0o100644, c_ino=5, c_nlink=2), b""),
+        Entry("a", 0o40755),
+        (Entry("b", 0o100644, c_ino=5, c_nlink=2), b"data"),
+    ]
+    # Hostile input 4: one entry of 1,100 components (RecursionError from os.makedirs) and
+    # nested directories (cubic time), as deep as the harness's -max_len lets them be.
+    hostile["deep-1100-components"] = [(Entry("/".join(["d"] * 1100) + "/f", 0o100644), b"deep")]
+    hostile["nested-60-directories"] = [Entry("/".join(["n"] * k), 0o40755) for k in range(1, 61)]
     seeds = dict(image_seeds())
     for name, entries in hostile.items():
         seeds[f"hostile-{name}"] = archive(*entries)

@@ -110,6 +110,13 @@ def raw_entry(name: bytes, *, namesize: int, data: bytes = b"", mode: int = stat
     return header + body + data + b"\0" * pad4(len(data))
 
 
+def claimed_header(name: bytes, *, mode: int, namesize: int, filesize: int) -> bytes:
+    """A newc header claiming ``namesize`` and ``filesize``, then ``name`` and nothing else: the
+    start of an entry whose claimed body the caller supplies, or leaves out (hostile claims of
+    up to 4 GiB)."""
+    return pack_header(Entry("x", mode, c_nlink=1), namesize=namesize, filesize=filesize) + name
+
+
 def _content(rng: random.Random, size: int) -> bytes:
     """Data that compresses like real binaries: runs of random bytes and repeated text."""
     parts: list[bytes] = []

@@ -19,7 +19,7 @@ from bootmem.errors import DecompressionBombError
 from bootmem.initramfs.compress import COMPRESSIONS, compress
 from bootmem.initramfs.cpio import Entry
 from bootmem.kernel.boot import Machine, boot
-from tests.initramfs.corpus import archive
+from tests.initramfs.corpus import archive, claimed_header
 
 CAP = 1 << 20
 BOMBS = [c for c in COMPRESSIONS if c != "none"]
@@ -109,16 +109,11 @@ def test_a_bomb_in_boot_is_a_logged_error_with_no_page_leaked(name: str, async_u
 # claimed 4 GiB into one bytes object (3.1 GB of host memory for `boot --mem 1G`).
 
 
-def _hostile_header(name: bytes, mode: int, filesize: int, namesize: int) -> bytes:
-    fields = (0, mode, 0, 0, 1, 0, filesize, 0, 0, 0, 0, namesize, 0)
-    return b"070701" + b"".join(b"%08X" % v for v in fields) + name
-
-
 #: What each hostile entry claims; the image holds SKIPPED bytes of body after its header.
 SKIPPED = 96 << 20
 HOSTILE_SKIPS = {
-    "namesize-ffffffff": _hostile_header(b"", stat.S_IFREG | 0o644, 0, 0xFFFFFFFF),
-    "symlink-fffffff0": _hostile_header(b"l\0", stat.S_IFLNK | 0o777, 0xFFFFFFF0, 2),
+    "namesize-ffffffff": claimed_header(b"", mode=stat.S_IFREG | 0o644, namesize=0xFFFFFFFF, filesize=0),
+    "symlink-fffffff0": claimed_header(b"l\0", mode=stat.S_IFLNK | 0o777, namesize=2, filesize=0xFFFFFFF0),
 }
 
 
