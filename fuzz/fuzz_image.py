@@ -21,7 +21,10 @@ MAX_LEN = 16384
 
 
 def TestOneInput(data: bytes) -> None:
-    image = bootmem.initramfs.open(data, max_decompressed=MAX_DECOMPRESSED, max_entries=10_000)
+    try:
+        image = bootmem.initramfs.open(data, max_decompressed=MAX_DECOMPRESSED, max_entries=10_000)
+    except BootmemError:  # not an image: a PE file without an .initrd section, ...
+        return
     try:
         for n, (entry, reader) in enumerate(image.stream()):
             entry.type  # noqa: B018 - the accessors must not raise
@@ -34,12 +37,15 @@ def TestOneInput(data: bytes) -> None:
         return
     finally:
         image.close()
+    # A unified kernel image's segments are offsets in its .initrd section.
+    start, size = image.uki_section or (0, len(data))
+    initrd = data[start : start + size]
     end = 0
     for segment in image.segments:
-        assert end <= segment.offset < segment.end <= len(data), (segment, end, len(data))
+        assert end <= segment.offset < segment.end <= len(initrd), (segment, end, len(initrd))
         assert segment.compressed_size == segment.end - segment.offset, segment
         end = segment.end
-    assert not data[end:].strip(b"\0"), (end, len(data))
+    assert not initrd[end:].strip(b"\0"), (end, len(initrd))
 
 
 def main() -> None:

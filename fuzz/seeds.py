@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.initramfs.corpus import PEER_COMPRESSORS, archive, claimed_header
+from tests.initramfs.corpus import PEER_COMPRESSORS, archive, claimed_header, pe_with_initrd
 
 from bootmem.errors import MissingCodecError
 from bootmem.fdt import DeviceTree
@@ -124,6 +124,8 @@ def image_seeds() -> dict[str, bytes]:
     seeds["empty"] = b""  # a zero-length initrd: no initrd, as Linux
     seeds.update(_hostile_skips())
     seeds["odc"] = b"070707" + b"0" * 70
+    # A unified kernel image: the initrd in a PE file's .initrd section.
+    seeds["uki-gzip"] = pe_with_initrd(compress(main, "gzip"))
     # Issue 11's hostile input 6: NUL padding between members counted toward the bomb cap, and a
     # gzip member far above its compressed size (zeros compress about 1000x).
     seeds["hostile-padding-then-zeros-gzip"] = early + bytes(8192) + compress(bytes(4 << 20), "gzip")

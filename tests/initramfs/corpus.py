@@ -21,6 +21,7 @@ import io
 import os
 import random
 import stat
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -115,6 +116,18 @@ def claimed_header(name: bytes, *, mode: int, namesize: int, filesize: int) -> b
     start of an entry whose claimed body the caller supplies, or leaves out (hostile claims of
     up to 4 GiB)."""
     return pack_header(Entry("x", mode, c_nlink=1), namesize=namesize, filesize=filesize) + name
+
+
+def pe_with_initrd(initrd: bytes) -> bytes:
+    """A minimal PE/COFF file whose one section, ``.initrd``, holds ``initrd``: the layout of a
+    unified kernel image, without the stub's code."""
+    pe = bytearray(0x200)
+    pe[:2] = b"MZ"
+    struct.pack_into("<I", pe, 0x3C, 0x80)  # e_lfanew
+    pe[0x80:0x84] = b"PE\0\0"
+    struct.pack_into("<HHIIIHH", pe, 0x84, 0x8664, 1, 0, 0, 0, 0, 0)  # machine, one section
+    struct.pack_into("<8sIIII", pe, 0x98, b".initrd", len(initrd), 0x1000, len(initrd), 0x200)
+    return bytes(pe) + initrd
 
 
 def _content(rng: random.Random, size: int) -> bytes:
