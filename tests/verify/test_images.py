@@ -10,8 +10,16 @@ import pytest
 
 from bootmem import initramfs
 from bootmem.errors import UsageError, VerifyError
-from bootmem.verify.images import PROBE_DIR, PROBE_INIT, _has_interpreter, compose, mkinitramfs, probe_segment
-from bootmem.verify.kernel import Kernel
+from bootmem.verify.images import (
+    PROBE_DIR,
+    PROBE_INIT,
+    _has_interpreter,
+    compose,
+    mkinitramfs,
+    probe_segment,
+    remove_stale_links,
+)
+from bootmem.verify.kernel import Kernel, cache_dir
 from tests.conftest import require_tool
 
 
@@ -76,6 +84,50 @@ def test_mkinitramfs_builds_debians_image_for_the_kernel(debian_amd64: Kernel) -
     } <= names
     # The package's tree stays as it was found: no link left in /lib/modules or /boot.
     assert not (Path("/lib/modules") / str(debian_amd64.version)).is_symlink()
+
+
+@pytest.mark.qemu
+def test_mkinitramfs_removes_a_stale_link_an_interrupted_build_left(debian_amd64: Kernel) -> None:
+    # An interrupted build leaves /lib/modules/VERSION pointing into the cache (here at a tree
+    # that is gone): the next build removes it, makes its own, and leaves nothing behind.
+    require_tool("mkinitramfs")
+    link = Path("/lib/modules") / str(debian_amd64.version)
+    if link.exists() and not link.is_symlink():
+        pytest.skip(f"{link} is the host's own kernel: nothing of the cache to leave there")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(cache_dir() / "kernels" / "interrupted-build" / "lib" / "modules")
+    try:
+        image = mkinitramfs(debian_amd64, "lz4", modules="dep")
+    finally:
+        stale = link.is_symlink()
+        if stale:
+            link.unlink()
+    assert not stale
+    with initramfs.open(image) as img:
+        assert f"usr/lib/modules/{debian_amd64.version}/modules.dep" in {e.name for e in img}
+
+
+def test_stale_links_into_the_cache_go_and_nothing_else(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    (cache / "kernels" / "k").mkdir(parents=True)
+    host = tmp_path / "host"
+    host.mkdir()
+    stale = tmp_path / "stale"  # -> into the cache, dangling: an interrupted build's
+    stale.symlink_to(cache / "kernels" / "gone")
+    relative = tmp_path / "relative"  # -> into the cache through a relative path
+    relative.symlink_to(Path("cache") / "kernels" / "k")
+    foreign = tmp_path / "foreign"  # -> the host's own tree: not ours
+    foreign.symlink_to(host)
+    beside = tmp_path / "beside"  # -> a sibling whose name starts like the cache's: not ours
+    (tmp_path / "cache2").mkdir()
+    beside.symlink_to(tmp_path / "cache2")
+    real = tmp_path / "real"  # a real directory
+    real.mkdir()
+    links = [(p, cache) for p in (stale, relative, foreign, beside, real, tmp_path / "absent")]
+    assert remove_stale_links(links, cache) == [stale, relative]
+    assert not stale.is_symlink() and not relative.is_symlink()
+    assert foreign.is_symlink() and beside.is_symlink() and real.is_dir()
 
 
 def test_mkinitramfs_refuses_a_bare_image(tmp_path: Path) -> None:

@@ -143,7 +143,8 @@ def mkinitramfs(
     or ``--kernel`` of such a tree): mkinitramfs reads ``/lib/modules/VERSION`` and
     ``/boot/config-VERSION``, paths it does not let a caller change, so they are made symlinks
     to the unpacked tree for the duration of the build (under a lock, and only where nothing
-    is there already; the host's own kernel of that version is used as it is).  The
+    is there already; the host's own kernel of that version is used as it is; a symlink into
+    bootmem's cache found there is one an interrupted build left, and is removed first).  The
     configuration is Debian's default (``MODULES=most``, ``BUSYBOX=auto``) from a private
     ``-d`` directory, so the host's own initramfs-tools settings do not leak in;
     ``SOURCE_DATE_EPOCH`` is the kernel image's mtime, so the build is reproducible.
@@ -183,6 +184,7 @@ def mkinitramfs(
         (conf / "modules").write_text("")
         (conf / "initramfs.conf").write_text(_INITRAMFS_CONF.format(modules=modules, compress=name))
         target = out or scratch / "initrd.img"
+        remove_stale_links(links, cache_dir())
         made = _link_all(links)
         try:
             env = dict(os.environ)
@@ -202,6 +204,32 @@ def mkinitramfs(
         if "not supported by kernel" in done.stderr:
             raise VerifyError(f"mkinitramfs fell back from {name}: {done.stderr.strip().splitlines()[-1]}")
         return target.read_bytes()
+
+
+def remove_stale_links(links: list[tuple[Path, Path]], cache: Path) -> list[Path]:
+    """Remove each ``link`` that is a symlink into ``cache``; the links removed.
+
+    Such a link is one an earlier build made and could not remove (it was interrupted): the
+    caller holds the build lock, so no other build is using it.  A real file or directory, or a
+    symlink pointing anywhere else, is the host's own and stays.  Raises :class:`VerifyError`
+    when a stale link cannot be removed.
+    """
+    roots = {Path(os.path.abspath(cache)), Path(os.path.realpath(cache))}
+    removed: list[Path] = []
+    for link, _target in links:
+        if not link.is_symlink():
+            continue
+        pointee = Path(os.path.abspath(link.parent / os.readlink(link)))
+        if not any(pointee == root or root in pointee.parents for root in roots):
+            continue
+        try:
+            link.unlink()
+        except OSError as exc:
+            raise VerifyError(
+                f"cannot remove {str(link)!r}, a link an interrupted mkinitramfs build left ({exc.strerror})"
+            ) from exc
+        removed.append(link)
+    return removed
 
 
 def _link_all(links: list[tuple[Path, Path]]) -> list[Path]:
