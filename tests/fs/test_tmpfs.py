@@ -462,6 +462,28 @@ def test_truncate_shrinks_and_grows(fs: Tmpfs, pa: PageAllocator) -> None:
     assert fs.read("/f") == bytes(5)
 
 
+def test_sparse_truncate_is_a_hole_at_the_tail(fs: Tmpfs, pa: PageAllocator) -> None:
+    # shmem_setattr: growing a file allocates nothing; the hole reads as zeros until written.
+    fs.write_file("/dirty", b"\xee" * (4 * PAGE_SIZE))
+    fs.unlink("/dirty")
+    with fs.create("/f", 0o644) as f:
+        f.write(b"head")
+        fs.truncate("/f", 3 * PAGE_SIZE + 5, sparse=True)
+        assert rootfs_pages(pa) == 1 == fs.used_pages
+        assert fs.stat("/f").st_blocks == PAGE_SIZE // 512
+        assert fs.read("/f") == b"head" + bytes(3 * PAGE_SIZE + 1)
+        assert fs.sha256("/f") == hashlib.sha256(b"head" + bytes(3 * PAGE_SIZE + 1)).hexdigest()
+        f.write(b"x" * PAGE_SIZE)  # fills the hole as written: pages 0 and 1, the size kept
+        assert rootfs_pages(pa) == 2 and fs.stat("/f").st_size == 3 * PAGE_SIZE + 5
+        assert fs.read("/f") == b"head" + b"x" * PAGE_SIZE + bytes(2 * PAGE_SIZE + 1)
+    fs.truncate("/f", 2, sparse=True)  # shrinking is shrinking
+    assert fs.read("/f") == b"he" and rootfs_pages(pa) == 1
+    fs.truncate("/f", 6, sparse=True)  # the old tail of the page reads as zeros
+    assert fs.read("/f") == b"he" + bytes(4) and rootfs_pages(pa) == 1
+    fs.truncate("/f", PAGE_SIZE + 1)  # a plain grow fills the hole with pages
+    assert rootfs_pages(pa) == 2 and fs.read("/f") == b"he" + bytes(PAGE_SIZE - 1)
+
+
 def test_truncate_follows_symlinks_and_errors(fs: Tmpfs) -> None:
     fs.write_file("/f", b"abcdef")
     fs.symlink("f", "/l")

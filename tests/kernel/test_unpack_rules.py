@@ -24,6 +24,10 @@ def check_rootfs(fs: Tmpfs, case: Case) -> None:
             assert inode.uid == want.uid, name
         if want.rdev is not None:
             assert inode.rdev == want.rdev, name
+        if want.size is not None:
+            assert inode.size == want.size, name
+        if want.sha256 is not None:
+            assert fs.sha256("/" + name) == want.sha256, name
     for name in case.absent:
         assert fs.find("/" + name, follow_symlinks=False) is None, f"{name!r} exists ({case.rule})"
 

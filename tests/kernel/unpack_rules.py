@@ -8,7 +8,9 @@ from what bootmem does.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import stat
+import zlib
 from dataclasses import dataclass, field
 
 from bootmem.initramfs.cpio import FIELDS, Entry, pack_header, pad4
@@ -24,6 +26,8 @@ class Node:
     target: str | None = None  # a symlink's target
     uid: int | None = None
     rdev: tuple[int, int] | None = None
+    size: int | None = None  # st_size
+    sha256: str | None = None  # a regular file's contents, for one too big to spell out
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,32 @@ def _entry(entry: Entry, data: bytes = b"", **override: bytes) -> bytes:
 
 
 TRAILER = archive()
+
+#: Bigger than rootfs's tmpfs in every machine the table is booted on (the model's 64M, QEMU's
+#: 256M), and made of zeros: whatever Linux wrote before the write error, the hole after it
+#: reads as zeros too, so the contents do not depend on the exact limit.
+BIG = 160 << 20
+
+
+def _zeros_sha256(size: int) -> str:
+    digest, page = hashlib.sha256(), bytes(1 << 20)
+    for _ in range(size >> 20):
+        digest.update(page)
+    digest.update(bytes(size & ((1 << 20) - 1)))
+    return digest.hexdigest()
+
+
+def _zeros_then(after: bytes) -> bytes:
+    """A gzip member: a file ``big`` of BIG zero bytes, then the cpio entries ``after``."""
+    head = pack_header(Entry("big", stat.S_IFREG | 0o644, c_mtime=MTIME), namesize=4, filesize=BIG)
+    head += b"big\0"  # 110 + 4 bytes: padded to 116, and BIG is a multiple of 4
+    head += b"\0" * pad4(len(head))
+    gz = zlib.compressobj(1, zlib.DEFLATED, 31)  # a gzip member, made in 1 MiB steps
+    parts = [gz.compress(head)]
+    page = bytes(1 << 20)
+    parts += [gz.compress(page) for _ in range(BIG >> 20)]
+    parts += [gz.compress(after), gz.flush()]
+    return b"".join(parts)
 
 
 def _cases() -> list[Case]:
@@ -174,6 +204,15 @@ def _cases() -> list[Case]:
             {"a": Node("f", b"first")},
             absent=("b",),
             message="broken padding",
+        ),
+        Case(
+            "write-error-finishes-the-entry-then-stops",
+            'do_copy: error("write error") on a short xwrite, the entry is finished (its size set by '
+            "vfs_truncate); flush_buffer then returns and later calls return -1: nothing after it",
+            _zeros_then(archive(f("after", b"never\n"))),
+            {"big": Node("f", size=BIG, sha256=_zeros_sha256(BIG))},
+            absent=("after",),
+            message="write error",
         ),
         Case(
             "junk-within-compressed",

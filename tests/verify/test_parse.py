@@ -42,6 +42,23 @@ def test_unpack_failure_and_not_initramfs() -> None:
     assert report.tree is None
 
 
+def test_what_is_freed_before_rootfs_is_mounted() -> None:
+    # x86 on one CPU frees the SMP alternatives before mnt_init() mounts rootfs; a later line
+    # of the same words would not be in tmpfs's limit.
+    text = (
+        "[    0.09] Memory: 207544K/327160K available (93704K reserved, 0K cma-reserved)\n"
+        "[    0.44] Freeing SMP alternatives memory: 36K\n"
+        "[    0.46] Mount-cache hash table entries: 1024 (order: 1, 8192 bytes, linear)\n"
+        "[    4.05] Freeing SMP alternatives memory: 8K\n"
+    )
+    assert parse_console(text).freed_early == [("SMP alternatives", 36)]
+    assert parse_console(CONSOLE).freed_early == [("SMP alternatives", 36)]
+    assert parse_console(text.replace("Mount-cache", "Dentry")).freed_early == [
+        ("SMP alternatives", 36),
+        ("SMP alternatives", 8),
+    ]
+
+
 def test_manifest_records_become_tree_lines() -> None:
     records = [
         "S\t41ed\t0\t0\t60\t3\t1700000000\t0\t0\t/",

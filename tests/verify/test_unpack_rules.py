@@ -36,6 +36,7 @@ class _Path:
     kind: str
     uid: int
     rdev: tuple[int, int]
+    size: int
     sha256: str | None = None
     target: str | None = None
 
@@ -59,7 +60,7 @@ def _rootfs(console: str) -> dict[str, _Path]:
         if fields[0] == "S" and len(fields) >= 10:
             kind = _KINDS.get(stat.S_IFMT(int(fields[1], 16)), "?")
             paths[fields[9].lstrip("/")] = _Path(
-                kind, int(fields[2]), (int(fields[7], 16), int(fields[8], 16))
+                kind, int(fields[2]), (int(fields[7], 16), int(fields[8], 16)), int(fields[4])
             )
         elif fields[0] == "H" and len(fields) >= 2:
             digest, _, name = fields[1].partition("  ")
@@ -92,5 +93,9 @@ def test_real_kernel_follows_the_rule(
             assert got.uid == want.uid, name
         if want.rdev is not None:
             assert got.rdev == want.rdev, name
+        if want.size is not None:
+            assert got.size == want.size, name
+        if want.sha256 is not None:
+            assert got.sha256 == want.sha256, name
     for name in case.absent:
         assert name not in rootfs, f"{name!r} exists ({case.rule})"

@@ -6,7 +6,9 @@ The unpacker populates it the way ``init/initramfs.c`` populates rootfs: ``mkdir
 
 Ownership of memory: a regular file's bytes are stored only in order-0 pages allocated from the
 :class:`~bootmem.mm.PageAllocator` (owner ``"rootfs"`` by default) as the file grows, one page per
-``PAGE_SIZE`` bytes of its size, the last page partly used.  Pages go back to the allocator when the
+``PAGE_SIZE`` bytes of its size, the last page partly used - less where a sparse
+:meth:`Tmpfs.truncate` left a hole at its tail, which reads as zeros and holds no page until
+written.  Pages go back to the allocator when the
 file is truncated or its last link is removed (and no :class:`OpenFile` still has it open).  So at
 every moment each page is either free in the allocator or in exactly one file.
 
@@ -88,9 +90,10 @@ class Inode:
 
     ``mode`` is the full ``st_mode`` (type and permission bits); ``rdev`` is ``(major, minor)``
     (``(0, 0)`` but for devices); ``size`` is in bytes.  A regular file's data is in ``pages``
-    (pfns, ``ceil(size / PAGE_SIZE)`` of them); a symlink's target is ``target``; a directory's
-    children are ``entries`` (name -> Inode) and its ``parent`` is the directory holding it (the
-    root is its own parent).  Read the attributes freely; change them only through :class:`Tmpfs`.
+    (pfns, ``ceil(size / PAGE_SIZE)`` of them, fewer when the tail is a hole); a symlink's
+    target is ``target``; a directory's children are ``entries`` (name -> Inode) and its
+    ``parent`` is the directory holding it (the root is its own parent).  Read the attributes
+    freely; change them only through :class:`Tmpfs`.
     """
 
     __slots__ = (
@@ -458,9 +461,11 @@ class Tmpfs:
 
     # --- changing -------------------------------------------------------------------------
 
-    def truncate(self, path: str, size: int) -> None:
+    def truncate(self, path: str, size: int, *, sparse: bool = False) -> None:
         """Set regular file ``path``'s size (symlinks followed): shrinking frees the pages past it,
-        growing allocates zero-filled pages.
+        growing allocates zero-filled pages - or, with ``sparse``, none: the new tail is a hole
+        that reads as zeros and takes pages only as it is written (``shmem_setattr``, which is
+        what Linux's ``vfs_truncate`` does on tmpfs; the model's holes are at the tail only).
 
         A grow that cannot get every page it needs raises ``ENOSPC`` and leaves the file as it
         was.  ``EISDIR`` for a directory, ``EINVAL`` for another type or a negative size.
@@ -473,6 +478,9 @@ class Tmpfs:
                 raise _error(errno.EINVAL, path, f"truncate to {size}")
             if size <= inode.size:
                 self._shrink(inode, size)
+            elif sparse:
+                self._zero_tail(inode)
+                inode.size = size
             else:
                 self._grow(inode, size, path)
 
@@ -857,14 +865,23 @@ class Tmpfs:
                 page[start:end] = _ZERO_PAGE[: end - start]
 
     def _windows(self, inode: Inode) -> Iterator[memoryview]:
-        """Views of a regular file's data, one per run of consecutive pages; each is released
-        when the iteration moves on."""
+        """Views of a regular file's data, one per run of consecutive pages, then its hole at
+        the tail (zeros) if it has one; each view is released when the iteration moves on."""
         remaining = inode.size
         for pfn, npages in _runs(inode.pages, 0, len(inode.pages)):
             n = min(remaining, npages * PAGE_SIZE)
             with self._allocator.page_view(pfn, npages) as window, window[:n] as used:
                 yield used
             remaining -= n
+        while remaining > 0:
+            n = min(remaining, PAGE_SIZE)
+            yield _ZERO_PAGE[:n]
+            remaining -= n
+
+    def _zero_tail(self, inode: Inode) -> None:
+        """Zero the last page past the size, where the size ends inside it (before a grow)."""
+        if inode.size % PAGE_SIZE and len(inode.pages) > inode.size // PAGE_SIZE:
+            self._zero(inode.pages[inode.size // PAGE_SIZE], inode.size % PAGE_SIZE, PAGE_SIZE)
 
     def _sha256(self, inode: Inode) -> str:
         digest = hashlib.sha256()
@@ -890,8 +907,7 @@ class Tmpfs:
                 raise error
             finally:
                 del error  # no cycle through this frame's traceback (see OpenFile.write)
-        if inode.size % PAGE_SIZE:
-            self._zero(inode.pages[inode.size // PAGE_SIZE], inode.size % PAGE_SIZE, PAGE_SIZE)
+        self._zero_tail(inode)
         for pfn in inode.pages[old:]:
             self._zero(pfn, 0, PAGE_SIZE)
         inode.size = size
@@ -906,8 +922,8 @@ class Tmpfs:
         with self._lock:
             pages = inode.pages
             first_new = len(pages)
-            if pos > inode.size and inode.size % PAGE_SIZE:
-                self._zero(pages[-1], inode.size % PAGE_SIZE, PAGE_SIZE)
+            if pos > inode.size:
+                self._zero_tail(inode)
             error = self._alloc_pages(inode, -(-end // PAGE_SIZE) - first_new, path)
             if error is not None:
                 end = len(pages) * PAGE_SIZE  # copy what fits in the pages there are
@@ -931,6 +947,9 @@ class Tmpfs:
                 memory.write(pfn * PAGE_SIZE + offset, data[copied : copied + n])
                 copied += n
                 offset = 0
+            last = (end - 1) // PAGE_SIZE
+            if end < inode.size and end % PAGE_SIZE and last >= first_new:
+                self._zero(pages[last], end % PAGE_SIZE, PAGE_SIZE)  # a new page inside a hole
             inode.size = max(inode.size, end)
         return end, error
 

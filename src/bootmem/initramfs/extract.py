@@ -260,9 +260,10 @@ class _HostFile:
         self.written += done
         return done
 
-    def close(self, mtime: int) -> None:
+    def close(self, mtime: int | None) -> None:
         try:
-            os.utime(self.fd, (mtime, mtime))
+            if mtime is not None:
+                os.utime(self.fd, (mtime, mtime))
         finally:
             os.close(self.fd)
         host = self.host

@@ -189,8 +189,8 @@ class Sink(Protocol):
         """Write ``data``; return the bytes written (fewer: "write error")."""
         ...
 
-    def close(self, mtime: int) -> None:
-        """``do_utime_path`` then ``fput``."""
+    def close(self, mtime: int | None) -> None:
+        """``do_utime_path`` (unless ``mtime`` is None) then ``fput``."""
         ...
 
 
@@ -560,9 +560,10 @@ class Unpacker:
             buf = buf[written:]
 
     def abandon(self) -> None:
-        """Close a file left open when the input ends mid-data (the kernel leaves it so)."""
+        """Close a file left open when the input ends mid-data.  The kernel never closes it, so
+        its mtime is never set (``do_utime_path`` runs only once its data is complete)."""
         if self.sink is not None:
-            self.sink.close(self.mtime)
+            self.sink.close(None)
             self.sink = None
 
     def dir_utime(self) -> None:
@@ -682,18 +683,14 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
 
 
 class _TmpfsSink:
-    """An open regular file of the model.
+    """An open regular file of the model, already sized by ``vfs_truncate(body_len)``: a hole
+    that takes pages only as data is written, so a file cut short (or short of room) keeps
+    Linux's size and holds only the pages written."""
 
-    ``vfs_truncate(body_len)`` makes a shmem file of the promised size at once, sparse: its
-    pages come as data is written.  The model has no holes, so a file is cut to ``size`` at
-    open and grown to it (with zeros) when closed short of it; a complete file costs nothing
-    more, and one left short ends with Linux's size.
-    """
+    __slots__ = ("out",)
 
-    __slots__ = ("fs", "out", "size")
-
-    def __init__(self, fs: Tmpfs, out: OpenFile, size: int) -> None:
-        self.fs, self.out, self.size = fs, out, size
+    def __init__(self, out: OpenFile) -> None:
+        self.out = out
 
     def write(self, data: memoryview) -> int:
         before = self.out.tell()
@@ -703,15 +700,10 @@ class _TmpfsSink:
             _forget(exc)
             return self.out.tell() - before
 
-    def close(self, mtime: int) -> None:
-        out = self.out
-        if out.inode.size < self.size:
-            try:
-                self.fs.truncate(out.path, self.size)
-            except TmpfsError as exc:
-                _forget(exc)  # no room for the zeros the model needs for Linux's hole
-        out.utime(mtime)
-        out.close()
+    def close(self, mtime: int | None) -> None:
+        if mtime is not None:
+            self.out.utime(mtime)
+        self.out.close()
 
 
 def _forget(exc: BaseException | None) -> None:
@@ -775,11 +767,11 @@ class TmpfsTarget:
             return None  # filp_open failed: the kernel skips the data (state SkipIt)
         out.chown(_chown_id(entry.c_uid, out.inode.uid), _chown_id(entry.c_gid, out.inode.gid))
         out.chmod(entry.c_mode)
-        size = entry.c_filesize
-        if size and out.inode.size > size:
-            # vfs_truncate(body_len): a linked file longer than this entry's data is cut first.
-            self._quietly(self.fs.truncate, path, size)
-        return _TmpfsSink(self.fs, out, size)
+        if entry.c_filesize:
+            # vfs_truncate(body_len): the promised size at once, as a hole (a linked file
+            # longer than this entry's data is cut).
+            self._quietly(self.fs.truncate, path, entry.c_filesize, sparse=True)
+        return _TmpfsSink(out)
 
     def mkdir(self, entry: Entry) -> None:
         path = self.path(entry.name)

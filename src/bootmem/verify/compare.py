@@ -14,10 +14,11 @@ as the kernel's footprint), and compares:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bootmem.errors import VerifyError
+from bootmem.kernel.arch import FLAT
 from bootmem.kernel.boot import BootReport, FreePolicy, Machine, boot
 from bootmem.mm import PAGE_SIZE
 from bootmem.units import align_down, align_up, format_size
@@ -136,7 +137,8 @@ def model_machine(linux: KernelReport, *, initrd_size: int, dtb: bytes | None = 
     (``cma-reserved`` is apart); the model's kernel image is R less the page-rounded initrd
     (``RAMDISK:`` where Linux prints it, else ``initrd_size``) less the device tree (its
     ``totalsize``, or the model's own one page), so the model's allocator starts with the same
-    free pages.  With ``dtb`` the RAM comes from the blob, as in Linux.
+    free pages; what Linux freed before mounting rootfs (``Freeing SMP alternatives memory``)
+    is freed by the model at the same point.  With ``dtb`` the RAM comes from the blob, as in Linux.
     """
     if linux.total_k is None or linux.reserved_k is None:
         raise VerifyError("the kernel's Memory: line has no total or reserved figure")
@@ -149,7 +151,11 @@ def model_machine(linux: KernelReport, *, initrd_size: int, dtb: bytes | None = 
     kernel = (linux.reserved_k << 10) - initrd - blob
     if kernel <= 0:
         raise VerifyError(f"reserved {linux.reserved_k}K is smaller than the initrd ({format_size(initrd)})")
-    return Machine(ram_size=align_down(linux.total_k << 10, PAGE_SIZE), kernel_size=kernel)
+    # What Linux freed of its image before mounting rootfs counts in tmpfs's limit: the model
+    # frees the same from the top of its kernel image (x86's SMP alternatives, 36K: 4 pages of
+    # tmpfs at any RAM size).
+    arch = replace(FLAT, freed_early=tuple((name, k << 10) for name, k in linux.freed_early))
+    return Machine(ram_size=align_down(linux.total_k << 10, PAGE_SIZE), kernel_size=kernel, arch=arch)
 
 
 def model_boot(

@@ -20,6 +20,10 @@ _STAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 _MEMORY = re.compile(r"Memory: (\d+)K/(\d+)K available \(.*?(\d+)K reserved")
 _RAMDISK = re.compile(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
 _FREED = re.compile(r"Freeing initrd memory: (\d+)K")
+# free_init_pages() before rootfs is mounted (x86 on one CPU: the SMP alternatives).
+_FREED_EARLY = re.compile(r"Freeing (SMP alternatives) memory: (\d+)K")
+# mnt_init() prints this just before init_mount_tree() mounts rootfs.
+_MOUNT_CACHE = "Mount-cache hash table entries"
 _FAILED = re.compile(r"Initramfs unpacking failed: (.*)$")
 _TRYING = "Trying to unpack rootfs image as initramfs..."
 _NOT_INITRAMFS = "rootfs image is not initramfs"
@@ -43,6 +47,9 @@ class KernelReport:
     unpack_error: str | None = None
     not_initramfs: bool = False
     freed_k: int | None = None
+    #: Parts of the kernel image freed before rootfs was mounted, (name, KiB): tmpfs's limit
+    #: counts them (``totalram_pages()`` at the mount).
+    freed_early: list[tuple[str, int]] = field(default_factory=list)
     tree: list[str] | None = None
     panic: str | None = None
     messages: list[str] = field(default_factory=list)
@@ -58,6 +65,7 @@ class KernelReport:
             "unpack_error": self.unpack_error,
             "not_initramfs": self.not_initramfs,
             "freed_k": self.freed_k,
+            "freed_early_k": dict(self.freed_early),
             "panic": self.panic,
             "paths": len(self.tree) if self.tree is not None else None,
         }
@@ -73,6 +81,7 @@ def parse_console(text: str) -> KernelReport:
     raw = text.splitlines()
     report = KernelReport(lines=[line.rstrip() for line in raw])
     probe: list[str] | None = None
+    mounted = False
     for line in raw:
         line = line.rstrip()
         if line == BEGIN:
@@ -100,6 +109,10 @@ def parse_console(text: str) -> KernelReport:
             report.not_initramfs = True
         elif (m := _FREED.search(message)) is not None:
             report.freed_k = int(m.group(1))
+        elif _MOUNT_CACHE in message:
+            mounted = True
+        elif not mounted and (m := _FREED_EARLY.search(message)) is not None:
+            report.freed_early.append((m.group(1), int(m.group(2))))
         elif "Kernel panic - not syncing:" in message and report.panic is None:
             report.panic = message.split("Kernel panic - not syncing:", 1)[1].strip()
     return report
