@@ -11,6 +11,7 @@ import pytest
 from bootmem.cli import main
 from bootmem.kernel.arch import X86_64
 from bootmem.kernel.example import example_image
+from tests.conftest import validate_json
 from tests.kernel.conftest import compile_dts, dts
 
 
@@ -26,6 +27,7 @@ def test_builtin_example(capsys: pytest.CaptureFixture[str]) -> None:
 def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["boot", "--mem", "64M", "--json", "--cmdline", "initramfs_async=0"]) == 0
     data = json.loads(capsys.readouterr().out)
+    validate_json(data, "boot")
     assert data["ok"] is True and data["initramfs_async"] is False
     assert data["total_pages"] == ((64 << 20) - X86_64.hole_bytes) // 4096
     assert data["freed_pages"] > 0 and data["rootfs"]["pages"] > 0
@@ -83,6 +85,7 @@ def test_dtb_with_32_bit_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
     assert main(["boot", "--initrd", str(initrd), "--dtb", str(dtb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    validate_json(data, "boot")
     assert data["initrd"]["start"] == start and data["initrd"]["end"] == start + len(image)
     assert data["cmdline"] == "initramfs_async=0"
     assert data["freed_pages"] == -(-len(image) // 4096)
@@ -98,6 +101,10 @@ def test_disabled_initrd_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "is not a memory region - disabling initrd" in out
     assert "initrd       disabled: INITRD: 0x90000000" in out
+    assert main(["boot", "--initrd", str(initrd), "--dtb", str(dtb), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "boot")
+    assert data["ok"] is False and data["initrd"] is None and "disabling initrd" in data["initrd_disabled"]
 
 
 def test_small_rootfs_size_fails_with_write_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,6 +113,12 @@ def test_small_rootfs_size_fails_with_write_error(capsys: pytest.CaptureFixture[
     assert "Initramfs unpacking failed: write error" in out
     assert "Freeing initrd memory: " in out
     assert "unpacking    failed: " in out
+    argv = ["boot", "--mem", "64M", "--rootfs-size", "256K", "--free-policy", "linux-generic", "--json"]
+    assert main(argv) == 1
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "boot")
+    assert data["unpack_error"] == "write error" and data["unpack_detail"]
+    assert data["free_policy"] == "linux-generic"
 
 
 def test_retain_initrd(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bootmem.cli import main
+from tests.conftest import validate_json
 from tests.initramfs import corpus
 from tests.kernel.conftest import small_image
 
@@ -50,8 +51,11 @@ def test_compressed_multi_segment_image(tmp_path: Path, capsys: pytest.CaptureFi
 def test_json_map_and_plot(newc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "boot.png"
     args = ["boot", "--kernel", "solaya", "--initrd", str(newc), "--mem", "64M", "--kernel-size", "4M"]
-    assert main([*args, "--json", "--plot", str(png)]) == 0
+    timeline = tmp_path / "timeline.json"
+    assert main([*args, "--json", "--plot", str(png), "--timeline", str(timeline)]) == 0
     data = json.loads(capsys.readouterr().out)
+    validate_json(data, "boot-solaya")
+    validate_json(json.loads(timeline.read_text()), "timeline")
     assert data["kernel"] == "solaya" and data["solaya"]["released_pages"] == data["freed_pages"] > 0
     assert png.read_bytes().startswith(b"\x89PNG")
     assert main([*args, "--map"]) == 0

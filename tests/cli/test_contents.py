@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from bootmem.cli import main
 from bootmem.initramfs.cpio import Entry
 from bootmem.units import PAGE_SIZE, align_up
-from tests.conftest import require_tool
+from tests.conftest import require_tool, validate_json
 from tests.initramfs import corpus
 
 
@@ -159,8 +160,10 @@ def test_du_depth_and_json(image: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert all(path == "." or "/" not in path for path in rows)
     assert list(rows)[-1] == "."  # a directory comes after everything under it
     assert main(["du", str(image), "--json", "-d", "0"]) == 0
-    out = capsys.readouterr().out
-    assert '"path": "."' in out and '"pages"' in out
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "du")
+    assert [row["path"] for row in data["directories"]] == ["."]
+    assert data["directories"][0]["kib"] == data["directories"][0]["pages"] * PAGE_SIZE // 1024 > 0
 
 
 def _ls(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:

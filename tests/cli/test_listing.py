@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 from pathlib import Path
@@ -10,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from bootmem.cli import main
-from bootmem.initramfs import CpioWriter, Entry
+from bootmem.initramfs import Entry
 from bootmem.initramfs.compress import compress
 from tests.conftest import validate_json
+from tests.initramfs.corpus import archive
 
 
 def _image(tmp_path: Path, data: bytes) -> str:
@@ -21,17 +21,9 @@ def _image(tmp_path: Path, data: bytes) -> str:
     return str(path)
 
 
-def _archive(*entries: tuple[Entry, bytes]) -> bytes:
-    out = io.BytesIO()
-    with CpioWriter(out) as w:
-        for e, d in entries:
-            w.add(e, d)
-    return out.getvalue()
-
-
-EARLY = _archive((Entry(name="kernel/x86/microcode/GenuineIntel.bin", c_mode=0o100644), b"\x01" * 100))
+EARLY = archive((Entry(name="kernel/x86/microcode/GenuineIntel.bin", c_mode=0o100644), b"\x01" * 100))
 EARLY += b"\0" * (-len(EARLY) % 512)
-MAIN = _archive(
+MAIN = archive(
     (Entry(name=".", c_mode=stat.S_IFDIR | 0o755, c_nlink=2, c_mtime=1_700_000_000), b""),
     (Entry(name="dev/console", c_mode=stat.S_IFCHR | 0o600, c_rdevmajor=5, c_rdevminor=1), b""),
     (Entry(name="bin/sh", c_mode=stat.S_IFLNK | 0o777, linkname="busybox"), b""),
@@ -77,7 +69,9 @@ def test_ls_long(image: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_ls_json(image: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls", "--json", image]) == 0
-    entries = json.loads(capsys.readouterr().out)["entries"]
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "ls")
+    entries = data["entries"]
     assert [e["name"] for e in entries][-1] == "odd\nname\x1b[2J"
     assert [e["segment"] for e in entries] == [0, 1, 1, 1, 1]
     assert entries[2]["rdev"] == [5, 1] and entries[2]["type"] == "c"
@@ -101,6 +95,16 @@ def test_examine(image: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[1].split()[:5] == ["0", "0x0", hex(len(EARLY.rstrip(b"\0")) + 1 + 3 & ~3), "none", "newc"]
     assert lines[2].split()[:5] == ["1", "0x200", hex(512 + len(compress(MAIN, "zstd"))), "zstd", "newc"]
     assert lines[2].split()[6:] == [str(len(MAIN)), "4"]
+
+
+def test_examine_contents_json(image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["examine", "--contents", "--json", image]) == 0
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "examine-contents")
+    segments = [(s["index"], s["compression"], s["entries"]) for s in data["segments"]]
+    assert segments == [(0, "none", 1), (1, "zstd", 4)]
+    assert data["microcode"] == {"GenuineIntel": 100}
+    assert data["init"] is None and data["busybox"] is None and data["kernel_versions"] == []
 
 
 def test_examine_json(image: str, capsys: pytest.CaptureFixture[str]) -> None:

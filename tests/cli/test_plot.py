@@ -15,6 +15,7 @@ import pytest
 from bootmem.cli import main
 from bootmem.cli.progress import progress_bar
 from bootmem.report.owners import COLOURS, DESCRIPTIONS
+from tests.conftest import validate_json
 
 
 def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,6 +76,7 @@ def test_timeline_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     out = tmp_path / "t.json"
     assert main(["boot", "--mem", "64M", "--timeline", str(out)]) == 0
     data = json.loads(out.read_text())
+    validate_json(data, "timeline")
     assert all(sum(s["pages"].values()) == data["total_pages"] for s in data["samples"])
 
 

@@ -16,7 +16,7 @@ from bootmem.initramfs import open as open_image
 from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.summary import HEAD_SIZE, interpreter, summarise
 from bootmem.kernel.example import example_image
-from tests.conftest import require_tool
+from tests.conftest import require_tool, validate_json
 from tests.initramfs import corpus
 
 DIR = stat.S_IFDIR | 0o755
@@ -122,6 +122,7 @@ def test_examine_contents_of_the_built_in_example(tmp_path: Path, capsys: pytest
     assert re.search(r"^init\s+/init$", text, re.M)
     assert main(["examine", "--contents", "--json", str(image)]) == 0
     doc = json.loads(capsys.readouterr().out)
+    validate_json(doc, "examine-contents")
     assert [s["compression"] for s in doc["segments"]] == ["none", "zstd"]
     assert doc["busybox"] == "/bin/busybox" and doc["applets"] > 5
     assert doc["modules"]["total"]["count"] > 0

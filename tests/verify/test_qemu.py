@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from bootmem.cli import main
 from bootmem.errors import UsageError
-from bootmem.kernel.example import example_image
-from bootmem.verify.compare import verify_image
 from bootmem.verify.kernel import Kernel
 from bootmem.verify.qemu import qemu_argv, ram_argument
-from tests.conftest import require_tool
+from tests.conftest import require_tool, validate_json
 
 
 def test_ram_argument() -> None:
@@ -33,8 +33,17 @@ def test_argv_boots_with_console_panic_and_no_reboot(tmp_path: Path) -> None:
 
 
 @pytest.mark.qemu
-def test_example_agrees_with_linux(debian_amd64: Kernel, qemu_x86: str) -> None:
-    verdict = verify_image(example_image(), debian_amd64, ram=256 << 20)
-    assert verdict.linux.freed_k is not None and verdict.linux.tree is not None
-    assert verdict.differences == []
-    assert len(verdict.linux.tree) == len(verdict.model_tree) > 50
+def test_example_agrees_with_linux(
+    debian_amd64: Kernel, qemu_x86: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Through the command line, whose --json output is checked against its schema.
+    kernel = debian_amd64.root or debian_amd64.image
+    assert main(["verify", "--kernel", str(kernel), "--mem", "256M", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    validate_json(data, "verify")
+    (verdict,) = data["boots"]
+    assert data["agree"] is True and verdict["agree"] is True and verdict["differences"] == []
+    assert verdict["ram_bytes"] == 256 << 20 and verdict["timed_out"] is False
+    assert verdict["linux"]["freed_k"] is not None and verdict["linux"]["panic"] is None
+    assert verdict["linux"]["paths"] == verdict["model"]["paths"] > 50
+    assert {"Memory: total", "Freeing initrd memory"} <= {f["figure"] for f in verdict["figures"]}
