@@ -7,24 +7,45 @@ bootmem reads (and finds the member's end), what bootmem writes the tool reads.
 from __future__ import annotations
 
 import random
+import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bootmem.errors import CompressionError, DecompressionBombError, MissingCodecError, UsageError
+import bootmem.initramfs
+import bootmem.initramfs.compress as compress_module
+from bootmem.errors import (
+    CompressionError,
+    DecompressionBombError,
+    DecompressorError,
+    MissingCodecError,
+    UsageError,
+)
+from bootmem.initramfs.compress import (
+    _LZO_BLOCK_SIZE as _LZO_BLOCK,
+)
+from bootmem.initramfs.compress import (
+    CODECS as CODECS_TABLE,
+)
 from bootmem.initramfs.compress import (
     COMPRESSIONS,
+    KERNEL_COMPRESSIONS,
     Budget,
+    LzopHeader,
     MemberStream,
     compress,
+    decompress_method,
     detect,
     open_compressor,
 )
+from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.image import _MemoryImage
+from bootmem.kernel.boot import Machine, boot
 from tests.conftest import require_tool
-from tests.initramfs.corpus import PEER_COMPRESSORS, _content, peer_compress
+from tests.initramfs.corpus import PEER_COMPRESSORS, _content, archive, peer_compress
 
 CODECS = tuple(PEER_COMPRESSORS)  # every kernel compression but "none"
 DATA = _content(random.Random(7), 1 << 20)  # several lzo and zstd blocks
@@ -201,3 +222,175 @@ def test_compressor_is_streaming() -> None:
         parts = [c.compress(DATA[i : i + 300_000]) for i in range(0, len(DATA), 300_000)]
         parts.append(c.flush())
         assert _stream(b"".join(parts), name).read() == DATA, name
+
+
+# --- the kernel's detection and its decompressors' own messages -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (b"\x1f\x8b\x08\x00", "gzip"),
+        (b"\x1f\x9e", "gzip"),  # "old gzip": in the table, refused by gunzip ("Not a gzip file")
+        (b"BZh9", "bzip2"),
+        (b"BZ", "bzip2"),
+        (b"\x5d\x00", "lzma"),
+        (b"\x5d\x00\x01junk", "lzma"),  # not a valid lzma header, yet lzma to the kernel
+        (b"\xfd\x37\x00", "xz"),
+        (b"\x89\x4c\x00", "lzo"),
+        (b"\x02\x21\x00\x00", "lz4"),
+        (b"\x28\xb5", "zstd"),
+        (b"\x04\x22\x4d\x18", None),  # an lz4 frame: not in compressed_formats[]
+        (b"\x1f", None),  # len < 2: "Need at least this much..."
+        (b"", None),
+        (b"\x5d\x01", None),
+        (b"070701", None),
+    ],
+)
+def test_decompress_method_reads_two_bytes_as_lib_decompress(head: bytes, name: str | None) -> None:
+    assert decompress_method(head) == name
+
+
+def test_the_table_is_the_one_source() -> None:
+    assert tuple(n for n, c in CODECS_TABLE.items() if c.compressor is not None) == COMPRESSIONS
+    assert KERNEL_COMPRESSIONS == {n for n, c in CODECS_TABLE.items() if c.kernel} == {*COMPRESSIONS}
+    for name, codec in CODECS_TABLE.items():
+        assert all(len(m) == 2 for m in codec.kernel_magics), name
+        assert (
+            all(any(m.startswith(k) for k in codec.kernel_magics) for m in codec.magics) or not codec.kernel
+        )
+        assert bool(codec.kernel_magics) == (codec.kernel and name != "none"), name
+        if codec.levels:
+            assert codec.default_level in codec.levels, name
+
+
+_PAYLOAD = archive((Entry("big", stat.S_IFREG | 0o644), DATA[:300_000]))
+_MACHINE = Machine(ram_size=64 << 20, kernel_size=1 << 20)
+
+
+def _set(data: bytes, at: int, new: bytes) -> bytes:
+    return data[:at] + new + data[at + len(new) :]
+
+
+def _lzop_first_block(packed: bytes) -> int:
+    """The offset of the first block's compressed bytes in an lzop member bootmem wrote."""
+    header = LzopHeader.parse(packed)
+    assert header is not None
+    return header.length + 12  # uncompressed size, compressed size, adler32
+
+
+def _zstd_first_block(packed: bytes) -> int:
+    fhd = packed[4]
+    single = (fhd >> 5) & 1
+    return 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + (1 if single else 0, 2, 4, 8)[fhd >> 6] + 3
+
+
+def _damaged(name: str, how: str) -> bytes:
+    packed = compress(_PAYLOAD, name, 1)
+    if how == "truncated":
+        return packed[: len(packed) // 2]
+    if name == "gzip" and how == "corrupt":
+        return _set(packed, 10, b"\x07")  # BFINAL, BTYPE 11: "invalid block type"
+    if name == "gzip" and how == "name":
+        return packed[:3] + b"\x08" + packed[4:10] + b"x" * 50  # FNAME, and no NUL before the end
+    if name == "bzip2":
+        return _set(packed, 4, b"\x00")  # the block magic 0x314159265359
+    if name == "lzma":
+        return packed[:13] + b"\xff" * 64
+    if name == "xz":
+        return _set(packed, 13, bytes([packed[13] ^ 0xFF]))  # the block header: its CRC32 fails
+    if name == "lzo" and how == "corrupt":
+        return _set(packed, _lzop_first_block(packed), b"\xff" * 64)
+    if name == "lzo" and how == "block":
+        at = LzopHeader.parse(packed).length  # type: ignore[union-attr]
+        return _set(packed, at, (_LZO_BLOCK + 1).to_bytes(4, "big"))
+    if name == "lz4":
+        return _set(packed, 8, b"\xff" * 64)
+    if name == "zstd":
+        return _set(packed, _zstd_first_block(packed), b"\xff" * 64)
+    raise AssertionError((name, how))
+
+
+# What Linux's decompressor passes to error() (lib/decompress_*.c), or init/initramfs.c's own
+# "decompressor failed" where it says nothing.
+KERNEL_MESSAGES = [
+    ("gzip", lambda: b"\x1f\x9e" + bytes(40), "Not a gzip file"),
+    ("gzip", lambda: b"\x1f\x8b\x08\x00" + bytes(3), "Not a gzip file"),  # fewer than 10 bytes
+    ("gzip", lambda: _damaged("gzip", "name"), "header error"),
+    ("gzip", lambda: _damaged("gzip", "corrupt"), "uncompression error"),
+    ("gzip", lambda: _damaged("gzip", "truncated"), "read error"),
+    ("bzip2", lambda: _damaged("bzip2", "corrupt"), "decompressor failed"),
+    ("bzip2", lambda: _damaged("bzip2", "truncated"), "decompressor failed"),
+    ("bzip2", lambda: b"BZx" + bytes(40), "decompressor failed"),
+    ("lzma", lambda: b"\x5d\x00\x01junk", "unexpected EOF"),
+    ("lzma", lambda: _damaged("lzma", "corrupt"), "LZMA data is corrupt"),
+    ("lzma", lambda: _damaged("lzma", "truncated"), "unexpected EOF"),
+    ("xz", lambda: b"\xfd\x37junk" + bytes(40), "Input is not in the XZ format (wrong magic bytes)"),
+    ("xz", lambda: _damaged("xz", "corrupt"), "XZ-compressed data is corrupt"),
+    ("xz", lambda: _damaged("xz", "truncated"), "XZ-compressed data is corrupt"),
+    ("lzo", lambda: b"\x89\x4cjunk" + bytes(40), "invalid header"),
+    ("lzo", lambda: _damaged("lzo", "block"), "dest len longer than block size"),
+    ("lzo", lambda: _damaged("lzo", "corrupt"), "Compressed data violation"),
+    ("lzo", lambda: _damaged("lzo", "truncated"), "file corrupted"),
+    ("lz4", lambda: b"\x02\x21junk" + bytes(40), "invalid header"),
+    ("lz4", lambda: _damaged("lz4", "corrupt"), "Decoding failed"),
+    ("lz4", lambda: _damaged("lz4", "truncated"), "data corrupted"),
+    ("zstd", lambda: b"\x28\xb5junk" + bytes(40), "Input is not in the ZSTD format (wrong magic bytes)"),
+    ("zstd", lambda: _damaged("zstd", "corrupt"), "ZSTD-compressed data is corrupt"),
+    ("zstd", lambda: _damaged("zstd", "truncated"), "ZSTD-compressed data is truncated"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"), KERNEL_MESSAGES, ids=[f"{n}-{m}" for n, _, m in KERNEL_MESSAGES]
+)
+def test_boot_logs_the_decompressors_own_message(name: str, make: Callable[[], bytes], message: str) -> None:
+    image = make()
+    assert decompress_method(image) == name
+    report = boot(image, machine=_MACHINE)
+    assert report.unpack_error == message, report.unpack_detail
+    assert f"Initramfs unpacking failed: {message}" in [
+        str(line).split("] ", 1)[-1] for line in report.log.lines
+    ]
+
+
+def test_strict_reading_checks_the_gzip_crc_the_kernel_does_not() -> None:
+    packed = compress(_PAYLOAD, "gzip")
+    bad = _set(packed, len(packed) - 8, bytes([packed[-8] ^ 1]))  # the CRC32 in the trailer
+    with pytest.raises(DecompressorError, match="corrupt gzip data in the member at offset 0x0"):
+        bootmem.initramfs.open(bad).getmembers()
+    assert [m.name for m in bootmem.initramfs.open(bad, strict=False).getmembers()] == ["big"]
+    report = boot(bad, machine=_MACHINE)
+    assert report.unpack_error is None
+    assert report.rootfs is not None and report.rootfs.read("/big") == DATA[:300_000]
+
+
+def test_a_gzip_header_beyond_ten_bytes_is_read_as_the_kernel_reads_it() -> None:
+    # FCOMMENT (0x10) is not skipped by __gunzip: the comment is taken for deflate data.
+    packed = compress(_PAYLOAD, "gzip")
+    commented = packed[:3] + b"\x10" + packed[4:10] + b"a comment\0" + packed[10:]
+    assert [m.name for m in bootmem.initramfs.open(commented).getmembers()] == ["big"]
+    report = boot(commented, machine=_MACHINE)
+    assert report.unpack_error == "uncompression error"
+
+
+def test_a_library_error_is_a_decompressor_error_and_a_bug_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zlib
+
+    packed = compress(_PAYLOAD, "gzip")
+
+    def corrupt(self: object, max_length: int) -> bytes:
+        raise zlib.error("invalid block type")
+
+    monkeypatch.setattr(compress_module._GzipEngine, "produce", corrupt)
+    with pytest.raises(DecompressorError) as exc:
+        _stream(packed, "gzip").read()
+    assert exc.value.kernel_message == "uncompression error"
+
+    def bug(self: object, max_length: int) -> bytes:
+        raise ValueError("a bug, not bad data")
+
+    monkeypatch.setattr(compress_module._GzipEngine, "produce", bug)
+    with pytest.raises(ValueError, match="a bug") as caught:
+        _stream(packed, "gzip").read()
+    assert not isinstance(caught.value, CompressionError)

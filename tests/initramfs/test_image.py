@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 import bootmem.initramfs
 from bootmem.errors import ChecksumError, CompressionError, CpioError, DecompressionBombError
 from bootmem.initramfs import Entry
-from bootmem.initramfs.compress import compress
+from bootmem.initramfs.compress import Budget, compress
 from bootmem.initramfs.cpio import Format, pack_header
-from bootmem.initramfs.image import MIN_CAP, Segment, default_cap
+from bootmem.initramfs.image import DEFAULT_MIN_CAP, DEFAULT_RATIO, Segment
 from tests.initramfs.corpus import archive
 
 CODECS = ("gzip", "bzip2", "lzma", "xz", "lzo", "lz4", "zstd")
@@ -216,10 +216,10 @@ def test_cpio_errors_in_a_member_name_the_member() -> None:
 
 
 def test_bomb_with_the_default_cap() -> None:
-    # A few KB of zstd that expand to one file of MIN_CAP bytes: past the default cap of a tiny image.
+    # A few KB of zstd that expand to one file of DEFAULT_MIN_CAP bytes: past the default cap of a tiny image.
     import zstandard
 
-    size = MIN_CAP + (1 << 20)
+    size = DEFAULT_MIN_CAP + (1 << 20)
     c = zstandard.ZstdCompressor(level=1).compressobj()
     parts = [
         c.compress(pack_header(Entry(name="bomb", c_mode=0o100644), namesize=5, filesize=size) + b"bomb\0\0")
@@ -230,9 +230,10 @@ def test_bomb_with_the_default_cap() -> None:
     bomb = b"".join(parts)
     assert len(bomb) < 64 << 10
     data = pad(EARLY) + bomb
-    assert default_cap(len(data)) == MIN_CAP
     with pytest.raises(
-        DecompressionBombError, match=rf"cap of {MIN_CAP} bytes in the zstd member at offset {OFF:#x}"
+        DecompressionBombError,
+        match=rf"cap of {DEFAULT_MIN_CAP} bytes in the zstd member at offset {OFF:#x} \(segment 1\): "
+        rf"\d+ bytes reached; the default cap, 64 times the {len(bomb)} compressed bytes read .*--max-size",
     ):
         bootmem.initramfs.open(data).getmembers()
 
@@ -313,10 +314,14 @@ def test_data_taken_while_streaming(codec: str) -> None:
 
 
 def test_default_cap() -> None:
-    assert default_cap(None) == 64 << 30
-    assert default_cap(10) == MIN_CAP
-    assert default_cap(1 << 30) == 64 << 30
-    assert default_cap(1 << 20) == 1000 << 20
+    # 64 times the compressed bytes of the members, at least 256 MiB; a given cap is the cap.
+    assert (DEFAULT_RATIO, DEFAULT_MIN_CAP) == (64, 256 << 20)
+    budget = Budget()
+    assert budget.limit() == budget.limit(10) == DEFAULT_MIN_CAP
+    assert budget.limit(1 << 30) == 64 << 30
+    budget.compressed = 8 << 20
+    assert budget.limit(2 << 20) == 640 << 20
+    assert Budget(1000).limit(1 << 30) == 1000
 
 
 # --- property: what CpioWriter writes reads back identically --------------------------------

@@ -15,8 +15,9 @@ Each such piece is a :class:`Segment`.  :func:`open` returns an :class:`Image` t
 tarfile's vocabulary (``getmembers``, ``getnames``, ``getmember``, ``extractfile``) and offers
 :meth:`Image.stream`, the single streaming pass that everything else is built on.
 
-Decompression is capped (:data:`DEFAULT_MAX_DECOMPRESSED`, or ``max_decompressed``): the
-total decompressed bytes of an image's members may not pass the cap, else
+Decompression is capped: the total decompressed bytes of an image's members may not pass
+``max_decompressed`` or, by default, :data:`DEFAULT_RATIO` times the compressed bytes of its
+members (NUL padding does not count), at least :data:`DEFAULT_MIN_CAP`; else
 :class:`~bootmem.errors.DecompressionBombError`.  Every error names an offset in the image in hex.
 """
 
@@ -32,16 +33,17 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 
 from bootmem.errors import CompressionError, CpioError, ImageError
-from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
+from bootmem.initramfs.compress import (
+    DEFAULT_MIN_CAP,
+    DEFAULT_RATIO,
+    Budget,
+    ImageBytes,
+    MemberStream,
+    decompress_method,
+    detect,
+)
 from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
 from bootmem.initramfs.uki import initrd_section
-
-#: The ceiling of the default cap on decompressed bytes.
-DEFAULT_MAX_DECOMPRESSED = 64 << 30
-#: The default cap is ``min(DEFAULT_MAX_DECOMPRESSED, max(MIN_CAP, RATIO_CAP * image size))``:
-#: no real initramfs expands 1000-fold, and small images may still hold a few sparse files.
-RATIO_CAP = 1000
-MIN_CAP = 256 << 20
 
 SegmentFormat = Literal["newc", "crc", "mixed"]
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
@@ -190,13 +192,6 @@ def _nothing() -> None:
     pass
 
 
-def default_cap(image_size: int | None) -> int:
-    """The default cap on decompressed bytes of an image of ``image_size`` bytes (None: unknown)."""
-    if image_size is None:
-        return DEFAULT_MAX_DECOMPRESSED
-    return min(DEFAULT_MAX_DECOMPRESSED, max(MIN_CAP, RATIO_CAP * image_size))
-
-
 def _format_of(formats: set[str], head: bytes) -> SegmentFormat:
     if len(formats) > 1:
         return "mixed"
@@ -232,7 +227,7 @@ class Image:
         if section is not None:
             self._image.window(*section)
         self.size = self._image.size
-        self.max_decompressed = default_cap(self.size) if max_decompressed is None else max_decompressed
+        self.max_decompressed = max_decompressed
         self.strict = strict
         self.max_entries = max_entries
         self._segments: list[Segment] = []
@@ -328,14 +323,13 @@ class Image:
                     )
                 )
             else:
-                name = detect(head)
-                if name is not None and not self.strict and name not in KERNEL_COMPRESSIONS:
-                    name = None  # read as the kernel does: lib/decompress.c has no lz4 frames
+                # Read as the kernel does, two bytes pick the decompressor (lib/decompress.c).
+                name = detect(head) if self.strict else decompress_method(head)
                 if name is None:
                     raise CompressionError(
                         f"invalid magic at start of compressed archive at offset {pos:#x}: {head!r}"
                     )
-                member = MemberStream(name, image, pos, budget)
+                member = MemberStream(name, image, pos, budget, kernel=not self.strict, segment=index)
                 reader = CpioReader(
                     member,
                     segment=index,
@@ -444,7 +438,12 @@ class Image:
             stream = _RawStream(self._image, data_at)
         else:
             stream = MemberStream(
-                segment.compression, self._image, segment.offset, Budget(self.max_decompressed)
+                segment.compression,
+                self._image,
+                segment.offset,
+                Budget(self.max_decompressed),
+                kernel=not self.strict,
+                segment=segment.index,
             )
             skip = data_at
             while skip:
@@ -473,13 +472,25 @@ def open(
     ``source`` is a path, a binary file object (seekable ones are read in place from their
     current position; others are read whole) or a bytes-like object (a ``memoryview`` is used
     without copying).  ``max_decompressed`` caps the decompressed bytes of the whole image
-    (default :func:`default_cap` of its size).  ``strict=False`` reads as init/initramfs.c
-    does: entries it skips are skipped (see :class:`CpioReader`) and an lz4 *frame* member,
-    which ``lib/decompress.c`` does not know, is "invalid magic".  With ``strict`` (the
+    (default: :data:`DEFAULT_RATIO` times its members' compressed bytes, at least
+    :data:`DEFAULT_MIN_CAP`).  ``strict=False`` reads as init/initramfs.c does: entries it
+    skips are skipped (see :class:`CpioReader`), two bytes pick a member's decompressor
+    (``decompress_method``: an lz4 *frame*, which ``lib/decompress.c`` does not know, is
+    "invalid magic") and each decompressor reads as the kernel's (see
+    :mod:`bootmem.initramfs.compress`).  With ``strict`` (the
     default) a unified kernel image - a PE/COFF file with an ``.initrd`` section - is read as
     that section (:mod:`bootmem.initramfs.uki`).  Only headers are read until a pass runs.
     """
     return Image(source, max_decompressed=max_decompressed, strict=strict, max_entries=max_entries)
 
 
-__all__ = ["MAGIC_CRC", "MAGIC_NEWC", "Image", "Segment", "default_cap", "image_bytes", "open"]
+__all__ = [
+    "DEFAULT_MIN_CAP",
+    "DEFAULT_RATIO",
+    "MAGIC_CRC",
+    "MAGIC_NEWC",
+    "Image",
+    "Segment",
+    "image_bytes",
+    "open",
+]

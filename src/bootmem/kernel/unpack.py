@@ -54,9 +54,9 @@ from bootmem.errors import (
     TmpfsNoSpaceError,
 )
 from bootmem.fs.tmpfs import OpenFile, Tmpfs
-from bootmem.initramfs.compress import KERNEL_COMPRESSIONS, Budget, ImageBytes, MemberStream, detect
+from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, decompress_method
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
-from bootmem.initramfs.image import Image, Source, default_cap, image_bytes
+from bootmem.initramfs.image import Image, Source, image_bytes
 
 if TYPE_CHECKING:  # numpy comes with bootmem.mm: extraction starts without it
     from bootmem.mm import PageAllocator
@@ -587,8 +587,8 @@ def unpack_image(
     """``unpack_to_rootfs``: unpack the image ``source`` into ``target``; never raises for bad input.
 
     ``source`` is what :func:`bootmem.initramfs.open` takes (a path, a binary file, bytes) or
-    what it returned; it is read in chunks.  ``max_decompressed`` caps the bytes decompressed (default
-    :func:`bootmem.initramfs.image.default_cap` of the image's size).  The result carries the
+    what it returned; it is read in chunks.  ``max_decompressed`` caps the bytes decompressed (default:
+    see :class:`bootmem.initramfs.compress.Budget`).  The result carries the
     first error, if any; what was unpacked before it stays.
     """
     image, close = image_bytes(source)
@@ -601,7 +601,7 @@ def unpack_image(
 def _unpack(image: ImageBytes, target: Target, max_decompressed: int | None) -> UnpackResult:
     m = Unpacker(target)
     size = image.size
-    budget = Budget(default_cap(size) if max_decompressed is None else max_decompressed)
+    budget = Budget(max_decompressed)
     pos = 0
     raw = False  # inside one write_buffer() over raw bytes
     new_segment = True
@@ -656,9 +656,7 @@ def _unpack(image: ImageBytes, target: Target, max_decompressed: int | None) -> 
 
 def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: Budget) -> int:
     """``decompress(buf, len, NULL, flush_buffer, ...)``: the compressed bytes consumed."""
-    name = detect(head)
-    if name is not None and name not in KERNEL_COMPRESSIONS:
-        name = None  # lib/decompress.c does not know it
+    name = decompress_method(head)  # two bytes; the decompressor refuses what only starts right
     if name is None:
         m.error(
             "invalid magic at start of compressed archive",
@@ -667,7 +665,7 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
         return 0
     m.where = f" of the {name} member at offset {pos:#x}"
     try:
-        member = MemberStream(name, image, pos, budget)
+        member = MemberStream(name, image, pos, budget, kernel=True, segment=m.segment)
         while True:
             data = member.read(CHUNK)
             if not data:

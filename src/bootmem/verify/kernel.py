@@ -25,20 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootmem.errors import UsageError, VerifyError
+from bootmem.initramfs.compress import CODECS
 
 #: Debian architectures the harness knows how to boot, and the QEMU that boots each.
 ARCHES = ("amd64", "riscv64", "arm64")
 
 #: mkinitramfs's compression names by the kernel config option that enables each decompressor.
-RD_OPTIONS = {
-    "gzip": "CONFIG_RD_GZIP",
-    "bzip2": "CONFIG_RD_BZIP2",
-    "lzma": "CONFIG_RD_LZMA",
-    "xz": "CONFIG_RD_XZ",
-    "lzo": "CONFIG_RD_LZO",
-    "lz4": "CONFIG_RD_LZ4",
-    "zstd": "CONFIG_RD_ZSTD",
-}
+RD_OPTIONS = {name: f"CONFIG_RD_{name.upper()}" for name, codec in CODECS.items() if codec.kernel_magics}
 
 
 @dataclass(frozen=True, slots=True)
