@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,24 @@ def require_module(name: str) -> object:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def bootmem_env(**extra: str) -> dict[str, str]:
+    """The environment for running ``python -m bootmem`` (or the shim of :func:`bootmem_on_path`)
+    in a subprocess: this process's, with this process's ``sys.path`` as ``PYTHONPATH`` so
+    that the child imports the bootmem under test, and ``extra`` on top."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **extra}
+
+
+@pytest.fixture(scope="session")
+def bootmem_on_path(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """:func:`bootmem_env` with a ``bootmem`` command first on ``PATH`` that runs the bootmem
+    under test with this interpreter, for tests that run commands as a user types them."""
+    bindir = tmp_path_factory.mktemp("bin")
+    shim = bindir / "bootmem"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m bootmem "$@"\n')
+    shim.chmod(0o755)
+    return bootmem_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
 
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"

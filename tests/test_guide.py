@@ -7,11 +7,9 @@ first word, numbers masked) must match the guide's, in order.
 
 from __future__ import annotations
 
-import os
 import re
 import runpy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -45,19 +43,11 @@ def shape(line: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def workdir(
+    tmp_path_factory: pytest.TempPathFactory, bootmem_on_path: dict[str, str]
+) -> tuple[Path, dict[str, str]]:
     work = tmp_path_factory.mktemp("guide")
-    # `bootmem` on PATH is this tree's.
-    bindir = work / ".bin"
-    bindir.mkdir()
-    shim = bindir / "bootmem"
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m bootmem "$@"\n')
-    shim.chmod(0o755)
-    env = {
-        **os.environ,
-        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": os.pathsep.join(sys.path),
-    }
+    env = dict(bootmem_on_path)  # `bootmem` on PATH is this tree's
     env.pop("NO_COLOR", None)
     return work, env
 

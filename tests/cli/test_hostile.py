@@ -3,7 +3,6 @@ host memory bounded by the input (issue: modelled RAM without a bound, inputs re
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from bootmem.errors import InvalidRangeError
 from bootmem.fdt import DeviceTree
 from bootmem.mm.ram import MAX_RAM_SIZE, PhysicalMemory
+from tests.conftest import bootmem_env
 
 # Host memory a refused command may use: the interpreter, numpy and the default 256M machine's
 # mappings, far below what reading the input or modelling the RAM would cost.
@@ -26,12 +26,11 @@ def bootmem(*args: str) -> subprocess.CompletedProcess[str]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run(
         [sys.executable, "-m", "bootmem", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=bootmem_env(),
         preexec_fn=limit,
         timeout=120,
         check=False,
