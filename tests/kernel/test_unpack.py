@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import stat
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -382,3 +383,79 @@ def test_broken_padding_after_a_raw_archive() -> None:
     result = unpack_to_rootfs(first + b"\0\0" + archive(f("b", b"second")), fs := fresh_fs())
     assert result.error is not None and result.error.message == "broken padding"
     assert fs.read("/a") == b"first" and not fs.exists("/b")
+
+
+# --- decompression in its own thread ----------------------------------------------------------
+
+
+def _zstd_member(size: int) -> tuple[bytes, bytes]:
+    """A zstd member of ``size`` bytes of varied data, and those bytes."""
+    import random
+
+    import zstandard
+
+    rng = random.Random(14)
+    words = [rng.randbytes(rng.randrange(4, 24)) for _ in range(512)]
+    data = b"".join(rng.choice(words) for _ in range(size // 8))[:size]
+    return zstandard.ZstdCompressor(level=1).compress(data), data
+
+
+def _decompress_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "bootmem-decompress"]
+
+
+def test_prefetch_decompresses_ahead_of_the_reader() -> None:
+    from bootmem.initramfs.compress import Budget, MemberStream
+    from bootmem.initramfs.image import image_bytes
+
+    packed, data = _zstd_member(12 * unpack.CHUNK)
+    image, close = image_bytes(packed)
+    member = MemberStream("zstd", image, 0, Budget(1 << 30))
+    with unpack.Prefetch(member) as chunks:
+        first = chunks.read()
+        deadline = time.monotonic() + 30
+        # Nobody reads: the thread alone takes the member AHEAD chunks further.
+        while member.size < len(first) + unpack.Prefetch.AHEAD * unpack.CHUNK and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert member.size >= len(first) + unpack.Prefetch.AHEAD * unpack.CHUNK
+        assert member.size < len(data)  # ... and no further: memory stays bounded
+        rest = b"".join(iter(chunks.read, b""))
+    assert first + rest == data
+    assert not _decompress_threads()
+    close()
+
+
+def test_prefetch_left_early_stops_its_thread() -> None:
+    from bootmem.initramfs.compress import Budget, MemberStream
+    from bootmem.initramfs.image import image_bytes
+
+    packed, data = _zstd_member(32 * unpack.CHUNK)
+    image, close = image_bytes(packed)
+    member = MemberStream("zstd", image, 0, Budget(1 << 30))
+    with unpack.Prefetch(member) as chunks:
+        assert chunks.read() == data[: unpack.CHUNK]
+    assert not _decompress_threads()
+    assert member.size <= (2 + unpack.Prefetch.AHEAD) * unpack.CHUNK
+    close()
+
+
+def test_prefetch_raises_the_decompressor_error_after_the_chunks_before_it() -> None:
+    import gzip
+
+    from bootmem.errors import CompressionError
+    from bootmem.initramfs.compress import Budget, MemberStream
+    from bootmem.initramfs.image import image_bytes
+
+    _, data = _zstd_member(3 * unpack.CHUNK)
+    packed = gzip.compress(data, compresslevel=1)
+    image, close = image_bytes(packed[: len(packed) * 3 // 4])  # cut part way
+    member = MemberStream("gzip", image, 0, Budget(1 << 30))
+    got = b""
+    with pytest.raises(CompressionError, match="truncated gzip"), unpack.Prefetch(member) as chunks:
+        while chunk := chunks.read():
+            got += chunk
+    assert len(got) > unpack.CHUNK and data.startswith(got)
+    assert not _decompress_threads()
+    close()
