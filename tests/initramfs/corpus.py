@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootmem.initramfs.cpio import CpioWriter, Entry, Format, pack_header, pad4
+from bootmem.initramfs.cpio import TRAILER, CpioWriter, Entry, Format, pack_header, pad4
 from tests.conftest import require_tool
 
 PeerTool = Literal["gnu-newc", "gnu-crc", "bsdcpio", "busybox"]
@@ -103,12 +103,27 @@ def sym(name: str, target: str, **fields: int) -> Entry:
     return Entry(name, stat.S_IFLNK | 0o777, linkname=target, **fields)
 
 
-def raw_entry(name: bytes, *, namesize: int, data: bytes = b"", mode: int = stat.S_IFREG | 0o644) -> bytes:
+def raw_entry(
+    name: bytes,
+    *,
+    namesize: int,
+    data: bytes = b"",
+    mode: int = stat.S_IFREG | 0o644,
+    entry: Entry | None = None,
+) -> bytes:
     """A newc entry written byte by byte, with a ``c_namesize`` that need not match ``name``
-    (the writer refuses such entries; the kernel meets them)."""
-    header = pack_header(Entry("x", mode), namesize=namesize, filesize=len(data))
+    (the writer refuses such entries; the kernel meets them).  The header's other fields are
+    ``entry``'s when given (its name and mode then ignored for ``name`` and ``mode``), else
+    zero."""
+    header = pack_header(entry or Entry("x", mode), namesize=namesize, filesize=len(data))
     body = name + b"\0" * pad4(len(header) + len(name))
     return header + body + data + b"\0" * pad4(len(data))
+
+
+def raw_archive(*members: bytes) -> bytes:
+    """``members`` (from :func:`raw_entry`) followed by the trailer."""
+    trailer = TRAILER.encode() + b"\0"
+    return b"".join(members) + raw_entry(trailer, namesize=len(trailer))
 
 
 def claimed_header(name: bytes, *, mode: int, namesize: int, filesize: int) -> bytes:

@@ -13,25 +13,27 @@ from pathlib import Path
 import pytest
 
 import bootmem.initramfs
-from bootmem.initramfs.cpio import TRAILER, Entry, pack_header, pad4
+from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.extract import extractall
 from bootmem.kernel.unpack import kernel_rdev
+from tests.initramfs.corpus import raw_archive, raw_entry
 
 
 def _member(name: bytes, data: bytes = b"", mode: int = stat.S_IFREG | 0o644) -> bytes:
     """A newc member whose ``c_namesize`` covers ``name`` exactly (it may hold NULs)."""
-    header = pack_header(Entry("x", mode), namesize=len(name), filesize=len(data))
-    return header + name + b"\0" * pad4(len(header) + len(name)) + data + b"\0" * pad4(len(data))
+    return raw_entry(name, namesize=len(name), data=data, mode=mode)
 
 
-def _archive(*members: bytes) -> bytes:
-    return b"".join(members) + _member(TRAILER.encode() + b"\0")
+def _raw(entry: Entry, data: bytes) -> bytes:
+    """One newc member of ``entry`` and its data."""
+    name = entry.name.encode() + b"\0"
+    return raw_entry(name, namesize=len(name), data=data, entry=entry)
 
 
 def test_a_name_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> None:
     # c_namesize may cover bytes after the name's NUL; the name ran to c_namesize - 1, NULs and
     # all, and extraction died in os.lstat with "ValueError: embedded null byte".
-    image = _archive(_member(b"file\0../junk\0", b"data"))
+    image = raw_archive(_member(b"file\0../junk\0", b"data"))
     with bootmem.initramfs.open(image) as img:
         assert img.getnames() == ["file"]
     extractall(image, tmp_path / "dest")
@@ -41,7 +43,7 @@ def test_a_name_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> None:
 def test_a_symlink_target_with_a_nul_inside_ends_at_the_nul(tmp_path: Path) -> None:
     # do_symlink() passes the target as a C string; bootmem kept the NUL and os.symlink raised
     # ValueError under the tar filter (os.path.realpath under the data filter).
-    image = _archive(_member(b"link\0", b"target\0/etc/passwd", mode=stat.S_IFLNK | 0o777))
+    image = raw_archive(_member(b"link\0", b"target\0/etc/passwd", mode=stat.S_IFLNK | 0o777))
     with bootmem.initramfs.open(image) as img:
         assert img.getmember("link").linkname == "target"
     for filter in ("tar", "data"):
@@ -53,7 +55,7 @@ def test_a_symlink_with_an_empty_target_is_skipped(tmp_path: Path) -> None:
     # symlink("", path) fails with ENOENT, which escaped extractall as FileNotFoundError.  Linux's
     # own init_symlink makes it (vfs_symlink takes the empty name); the host cannot, so it is
     # skipped and said so, and unpacking goes on.
-    image = _archive(_member(b"a\0", b"", mode=stat.S_IFLNK | 0o777), _member(b"b\0", b"after"))
+    image = raw_archive(_member(b"a\0", b"", mode=stat.S_IFLNK | 0o777), _member(b"b\0", b"after"))
     for filter in ("tar", "data"):
         result = extractall(image, tmp_path / filter, filter=filter)
         assert [name for name, _ in result.skipped] == ["a"]
@@ -65,8 +67,7 @@ def test_a_symlink_with_an_empty_target_is_skipped(tmp_path: Path) -> None:
 def test_a_fifo_with_a_device_number_is_made_as_the_kernel_makes_it(tmp_path: Path) -> None:
     # A fifo whose c_rdevminor does not fit a dev_t (2**24): mknod(2) failed with EINVAL, which
     # escaped extractall as OSError.  init_mknod() passes 0 for a fifo, whatever the header says.
-    header = pack_header(Entry("x", stat.S_IFIFO | 0o644, c_rdevminor=1 << 24), namesize=5, filesize=0)
-    image = _archive(header + b"fifo\0" + b"\0" * pad4(len(header) + 5))
+    image = raw_archive(_raw(Entry("fifo", stat.S_IFIFO | 0o644, c_rdevminor=1 << 24), b""))
     result = extractall(image, tmp_path / "dest", filter="tar")
     assert result.skipped == []
     assert stat.S_ISFIFO(os.lstat(tmp_path / "dest" / "fifo").st_mode)
@@ -79,8 +80,7 @@ def test_a_device_number_of_2_to_the_31_or_more_is_no_overflow(
     # os.makedev raised OverflowError.  The kernel makes MKDEV(major, minor) in a 32-bit dev_t;
     # without root the node is counted, not made.
     entry = Entry("dev/x", stat.S_IFCHR | 0o600, c_rdevmajor=major, c_rdevminor=minor)
-    header = pack_header(entry, namesize=6, filesize=0)
-    image = _archive(header + b"dev/x\0" + b"\0" * pad4(len(header) + 6))
+    image = raw_archive(_raw(entry, b""))
     result = extractall(image, tmp_path / "dest", filter="tar")
     assert result.skipped == []
     if os.geteuid() == 0:
@@ -94,7 +94,7 @@ def test_a_hardlink_whose_first_name_became_a_directory_is_skipped(tmp_path: Pat
     # link(2) to a directory is EPERM, which escaped the API as a bare PermissionError.
     first = Entry("a", stat.S_IFREG | 0o644, c_ino=5, c_nlink=2)
     second = Entry("b", stat.S_IFREG | 0o644, c_ino=5, c_nlink=2)
-    image = _archive(_raw(first, b""), _raw(Entry("a", stat.S_IFDIR | 0o755), b""), _raw(second, b"data"))
+    image = raw_archive(_raw(first, b""), _raw(Entry("a", stat.S_IFDIR | 0o755), b""), _raw(second, b"data"))
     result = extractall(image, tmp_path / "dest")
     assert [name for name, _ in result.skipped] == ["b"]
     assert "cannot link to 'a'" in result.skipped[0][1]
@@ -107,7 +107,7 @@ def test_one_entry_of_1100_components_and_2040_nested_directories(tmp_path: Path
     deep = "/".join(["d"] * 1100) + "/file"
     nested = [_raw(Entry("/".join(["n"] * k), stat.S_IFDIR | 0o755), b"") for k in range(1, 2041)]
     result = extractall(
-        _archive(_raw(Entry(deep, stat.S_IFREG | 0o644), b"deep"), *nested), tmp_path / "dest"
+        raw_archive(_raw(Entry(deep, stat.S_IFREG | 0o644), b"deep"), *nested), tmp_path / "dest"
     )
     assert result.skipped == [] and result.error is None
     assert (tmp_path / "dest" / deep).read_bytes() == b"deep"
@@ -120,9 +120,3 @@ def test_one_entry_of_1100_components_and_2040_nested_directories(tmp_path: Path
         # old temporary directories would fail on it in a later run.
         subprocess.run(["rm", "-rf", str(tmp_path / "dest")], check=True)
 
-
-def _raw(entry: Entry, data: bytes) -> bytes:
-    """One newc member of ``entry`` and its data."""
-    name = entry.name.encode() + b"\0"
-    header = pack_header(entry, namesize=len(name), filesize=len(data))
-    return header + name + b"\0" * pad4(len(header) + len(name)) + data + b"\0" * pad4(len(data))
