@@ -3,8 +3,8 @@
 ``unpack_to_rootfs`` never raises for bad input (it returns the first error); any exception
 is a crash.  After each unpack the allocator's books must be exact (``check_invariants``), the
 pages the allocator says are allocated must be the tmpfs's pages and nothing else (each file
-holding ``ceil(size / PAGE_SIZE)`` of them, but for the one file a failed write left short), and removing the whole tree must give every page
-back.
+holding ``ceil(size / PAGE_SIZE)`` of them, but for the one file a failed write left short),
+and removing the whole tree must give every page back.
 
     python -m fuzz.fuzz_unpack -atheris_runs=300000 -max_len=16384 fuzz/corpus/unpack
 """
