@@ -157,10 +157,20 @@ def test_retain_initrd_keeps_it_reserved() -> None:
     [
         ("", False, True),
         ("retain_initrd", True, True),
+        ("retain-initrd", True, True),  # parameqn: '-' and '_' alike
         ("quiet initramfs_async=0", False, False),
         ("initramfs_async=off", False, False),
+        ("initramfs-async=of", False, False),  # kstrtobool reads two characters at most
         ("initramfs_async=y", False, True),
-        ("initramfs_async=1 retain_initrd=1", True, True),
+        ("initramfs_async=0 initramfs_async=t", False, True),  # the last one wins
+        # retain_initrd_param: 'if (*str) return 0' - a value is refused, the initrd is freed
+        ("initramfs_async=1 retain_initrd=1", False, True),
+        ("retain_initrdx", False, True),
+        # __setup("initramfs_async=", ...): a bare word does not match; a bad value changes nothing
+        ("initramfs_async=0 initramfs_async", False, False),
+        ("initramfs_async=0 initramfs_async=maybe", False, False),
+        ('initramfs_async="0"', False, False),  # next_arg takes the quotes off
+        ("initramfs_async=0 -- retain_initrd", False, False),  # after '--': init's
     ],
 )
 def test_command_line(text: str, retain: bool, asynchronous: bool) -> None:
@@ -168,9 +178,23 @@ def test_command_line(text: str, retain: bool, asynchronous: bool) -> None:
     assert (args.retain_initrd, args.initramfs_async, args.text) == (retain, asynchronous, text)
 
 
-def test_bad_command_line_value() -> None:
-    with pytest.raises(BootError, match="initramfs_async=maybe"):
-        CommandLine.parse("initramfs_async=maybe")
+@pytest.mark.parametrize(
+    ("text", "tmpfs"),
+    [
+        ("", True),
+        ("root=/dev/vda1 ro", False),
+        ("root=", True),  # saved_root_name[0] is NUL
+        ("rootwait", True),
+        ("rootfstype=ext4", False),
+        ("rootfstype=ext4,tmpfs", True),  # strstr
+        ("rootfstype=", False),  # root_fs_names is "", which has no "tmpfs"
+        ('"root=/dev/sda"', False),
+        ("-- root=/dev/sda", True),
+    ],
+)
+def test_rootfs_is_tmpfs_only_without_root(text: str, tmpfs: bool) -> None:
+    # init/do_mounts.c init_rootfs (v6.1)
+    assert CommandLine.parse(text).rootfs_is_tmpfs is tmpfs
 
 
 # --- device trees ----------------------------------------------------------------------------

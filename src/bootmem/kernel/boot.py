@@ -85,33 +85,117 @@ class Machine:
 
 @dataclass(frozen=True, slots=True)
 class CommandLine:
-    """What the model reads from the kernel command line, as Linux parses it."""
+    """What the model reads from the kernel command line, as Linux 6.1 parses it.
+
+    Words are split as ``next_arg`` splits them (``"`` quotes spaces, a quoted value loses its
+    quotes, ``--`` ends the kernel's words) and matched as ``obsolete_checksetup`` matches a
+    ``__setup``: the word must start with the setup's string, ``-`` and ``_`` alike, and the rest
+    goes to the setup function, which may refuse it; a refused or unknown word is ignored.
+
+    - ``__setup("retain_initrd", ...)`` takes no value: ``retain_initrd`` keeps the initrd,
+      ``retain_initrd=1`` is refused (``if (*str) return 0``), so it does not.
+    - ``__setup("initramfs_async=", ...)``: ``kstrtobool`` of the value; a bare
+      ``initramfs_async`` does not match, and a value ``kstrtobool`` refuses changes nothing.
+    - ``root=`` and ``rootfstype=`` decide what rootfs is (init/do_mounts.c ``init_rootfs``):
+      tmpfs only with no ``root=`` (or an empty one) and no ``rootfstype=`` or one that
+      contains ``tmpfs``; ramfs otherwise.
+    """
 
     text: str = ""
     retain_initrd: bool = False
     initramfs_async: bool = True  # Linux's default since 5.13
+    root: str = ""  # saved_root_name
+    rootfstype: str | None = None  # root_fs_names
+
+    @property
+    def rootfs_is_tmpfs(self) -> bool:
+        """``init_rootfs``: ``!saved_root_name[0] && (!root_fs_names || strstr(root_fs_names,
+        "tmpfs"))`` (with ``CONFIG_TMPFS``, as every distribution kernel has it)."""
+        return not self.root and (self.rootfstype is None or "tmpfs" in self.rootfstype)
 
     @classmethod
     def parse(cls, text: str) -> CommandLine:
         retain = False
         asynchronous = True
-        for word in text.split():
-            key, _, value = word.partition("=")
-            if key == "retain_initrd":
-                retain = True
-            elif key == "initramfs_async":
-                asynchronous = _kstrtobool(value, word)
-        return cls(text=text, retain_initrd=retain, initramfs_async=asynchronous)
+        root = ""
+        fstype: str | None = None
+        for word in kernel_words(text):
+            if (rest := _setup_rest(word, "retain_initrd")) is not None:
+                if not rest:
+                    retain = True
+            elif (rest := _setup_rest(word, "initramfs_async=")) is not None:
+                value = _kstrtobool(rest)
+                if value is not None:
+                    asynchronous = value
+            elif (rest := _setup_rest(word, "root=")) is not None:
+                root = rest
+            elif (rest := _setup_rest(word, "rootfstype=")) is not None:
+                fstype = rest
+        return cls(
+            text=text, retain_initrd=retain, initramfs_async=asynchronous, root=root, rootfstype=fstype
+        )
 
 
-def _kstrtobool(value: str, word: str) -> bool:
-    # lib/kstrtox.c kstrtobool: the first character decides; "on"/"off" need the second.
-    v = value.lower()
-    if v[:1] in ("y", "1", "t") or v == "on":
+def kernel_words(text: str) -> list[str]:
+    """The words of a command line that are the kernel's, as ``parse_args`` / ``next_arg``
+    (kernel/params.c) read them and ``unknown_bootoption`` hands them on: ``param=value``,
+    quotes taken off the value (or off a word quoted whole), up to a bare ``--``.
+
+    >>> kernel_words('a  b="c d" "e=f g" -- h')
+    ['a', 'b=c d', 'e=f g']
+    """
+    words: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return words
+        quoted = text[i] == '"'
+        if quoted:
+            i += 1
+        start, equals, in_quote = i, -1, quoted
+        while i < n and (in_quote or not text[i].isspace()):
+            if equals < 0 and text[i] == "=" and i > start:
+                equals = i
+            if text[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        end = i
+        param, value = (text[start:end], None) if equals < 0 else (text[start:equals], text[equals + 1 : end])
+        if value is not None and value.startswith('"'):
+            value = value[1:]
+            if text[end - 1] == '"':
+                value = value[:-1]
+        elif quoted and end > start and text[end - 1] == '"':
+            if value is None:
+                param = param[:-1]
+            else:
+                value = value[:-1]
+        if value is None and param == "--":
+            return words
+        words.append(param if value is None else f"{param}={value}")
+
+
+def _setup_rest(word: str, setup: str) -> str | None:
+    """``parameqn(word, setup, strlen(setup))``: what follows ``setup`` in ``word``, or None."""
+    n = len(setup)
+    if len(word) < n or word[:n].replace("-", "_") != setup.replace("-", "_"):
+        return None
+    return word[n:]
+
+
+def _kstrtobool(value: str) -> bool | None:
+    """lib/kstrtox.c ``kstrtobool``: the first character decides (``y t 1`` / ``n f 0``), ``o``
+    needs a second (``on`` / ``of``); None where it returns ``-EINVAL``."""
+    v = value[:2].lower()
+    if v[:1] in ("y", "t", "1"):
         return True
-    if v[:1] in ("n", "0", "f") or v == "off":
+    if v[:1] in ("n", "f", "0"):
         return False
-    raise BootError(f"bad value in {word!r}: expected 0/1, y/n, on/off")
+    if v in ("on", "of"):
+        return v == "on"
+    return None
 
 
 #: A named byte range ``[start, end)`` in the report: RAM, a reservation, the initrd.
