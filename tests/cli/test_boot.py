@@ -35,6 +35,20 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert any(line.endswith(f"Freeing initrd memory: {data['freed_pages'] * 4}K") for line in data["log"])
 
 
+def test_root_on_the_command_line_makes_rootfs_ramfs(capsys: pytest.CaptureFixture[str]) -> None:
+    # init/do_mounts.c init_rootfs: a root= makes rootfs ramfs, with no limit but RAM.
+    assert main(["boot", "--mem", "64M", "--cmdline", "root=/dev/vda1 ro"]) == 0
+    assert re.search(r"^rootfs is +ramfs .*no limit", capsys.readouterr().out, re.MULTILINE)
+    assert main(["boot", "--mem", "64M", "--json", "--cmdline", "root=/dev/vda1"]) == 0
+    rootfs = json.loads(capsys.readouterr().out)["rootfs"]
+    assert (rootfs["fs"], rootfs["limit_pages"], rootfs["limit_inodes"]) == ("ramfs", None, None)
+    assert main(["boot", "--mem", "64M", "--json"]) == 0
+    rootfs = json.loads(capsys.readouterr().out)["rootfs"]
+    assert rootfs["fs"] == "tmpfs" and rootfs["limit_pages"] == rootfs["limit_inodes"] > 0
+    assert main(["boot", "--mem", "64M"]) == 0
+    assert "rootfs is" not in capsys.readouterr().out
+
+
 def test_tree_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tree = tmp_path / "tree.tsv"
     assert main(["boot", "--mem", "64M", "--tree", str(tree)]) == 0

@@ -798,8 +798,9 @@ def test_final_symlink_under_a_remembered_directory(fs: Tmpfs) -> None:
         fs.lookup("/bin/loop")
 
 
-def test_more_directories_than_are_remembered(fs: Tmpfs) -> None:
+def test_more_directories_than_are_remembered(pa: PageAllocator) -> None:
     count = DIR_CACHE_SIZE + 10
+    fs = Tmpfs(pa, inode_limit=3 * count)  # more than 4 MiB of RAM would give
     for i in range(count):
         fs.mkdir(f"/d{i}", 0o755)
         fs.mknod(f"/d{i}/n", stat.S_IFIFO | 0o644)
@@ -908,3 +909,68 @@ def test_open_file_owner_mode_and_mtime(fs: Tmpfs) -> None:
     st = fs.stat("/f")
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime) == (7, 8, 0o4755, 123)
     assert stat.S_ISREG(st.st_mode)
+
+
+# --- inodes and ramfs -----------------------------------------------------------------------
+
+
+def test_every_inode_and_every_further_link_counts(pa: PageAllocator) -> None:
+    # mm/shmem.c shmem_reserve_inode: the root takes one; so does each directory, file,
+    # symlink and node, and each hard link past the first (shmem_link); unlinking a link gives
+    # one back (shmem_unlink), evicting the inode the last one.
+    fs = Tmpfs(pa, inode_limit=5)
+    assert fs.used_inodes == 1  # the root
+    fs.mkdir("/d", 0o755)
+    fs.write_file("/d/f", b"x")
+    fs.symlink("f", "/d/l")
+    assert fs.used_inodes == 4
+    fs.link("/d/f", "/d/g")
+    assert fs.used_inodes == 5
+    with pytest.raises(TmpfsNoSpaceError, match="inode limit 5"):
+        fs.mknod("/p", stat.S_IFIFO | 0o644)
+    with pytest.raises(TmpfsNoSpaceError):
+        fs.link("/d/f", "/d/h")
+    with pytest.raises(TmpfsNoSpaceError):
+        fs.create("/new", 0o644)
+    assert not fs.exists("/p") and not fs.exists("/d/h") and not fs.exists("/new")
+    with pytest.raises(TmpfsError) as exists:  # EEXIST is found before the inode is needed
+        fs.mkdir("/d", 0o755)
+    assert exists.value.errno == errno.EEXIST
+    fs.unlink("/d/g")  # a link past the first
+    assert fs.used_inodes == 4
+    with fs.create("/d/f", 0o644, truncate=False) as f:
+        fs.unlink("/d/f")  # still open: not evicted yet
+        assert fs.used_inodes == 4
+        f.write(b"y")
+    assert fs.used_inodes == 3
+    fs.remove_path("/d")  # the symlink and the directory
+    assert fs.used_inodes == 1
+
+
+def test_the_default_inode_limit_is_half_the_pages(pa: PageAllocator) -> None:
+    fs = Tmpfs(pa)
+    assert fs.limit_inodes == RAM_PAGES // 2  # shmem_default_max_inodes, no highmem
+    for i in range(RAM_PAGES // 2 - 1):
+        fs.mknod(f"/n{i}", stat.S_IFIFO | 0o644)
+    with pytest.raises(TmpfsNoSpaceError):
+        fs.mknod("/one-more", stat.S_IFIFO | 0o644)
+
+
+def test_ramfs_has_no_limits_and_no_dirent_sizes(pa: PageAllocator) -> None:
+    fs = Tmpfs(pa, ramfs=True)
+    assert fs.limit_pages is None and fs.size_limit is None and fs.limit_inodes is None
+    fs.mkdir("/d", 0o755)
+    fs.write_file("/d/big", bytes((RAM_PAGES - 8) * PAGE_SIZE))  # far past tmpfs's half
+    assert rootfs_pages(pa) == RAM_PAGES - 8
+    assert fs.stat("/d").st_size == 0 and fs.stat("/").st_size == 0
+    fs.symlink("x", "/short")  # page_symlink: a page whatever the length
+    assert rootfs_pages(pa) == RAM_PAGES - 7
+    fs.symlink("c" * PAGE_SIZE, "/long", allow_empty=True)
+    assert fs.readlink("/long") == "c" * (PAGE_SIZE - 1)
+    with pytest.raises(TmpfsError) as too_long:
+        fs.symlink("c" * (PAGE_SIZE + 1), "/longer")
+    assert too_long.value.errno == errno.ENAMETOOLONG
+    fs.unlink("/short")
+    assert rootfs_pages(pa) == RAM_PAGES - 7
+    with pytest.raises(TmpfsNoSpaceError):  # only the allocator's pages bound it
+        fs.write_file("/more", bytes(8 * PAGE_SIZE))

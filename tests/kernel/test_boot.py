@@ -123,6 +123,8 @@ def test_boot_figures_and_log() -> None:
         "bytes": report.rootfs_bytes,
         "files": report.rootfs_files,
         "limit_pages": report.available_pages // 2,
+        "fs": "tmpfs",
+        "limit_inodes": report.available_pages // 2,
     }
     assert data["initramfs_async"] is False
     assert [p["name"] for p in data["phases"]][:2] == ["handoff", "reserve"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bootmem.fs.tmpfs import Tmpfs
+from bootmem.kernel.boot import CommandLine, init_rootfs
 from bootmem.kernel.unpack import unpack_to_rootfs
-from tests.kernel.conftest import fresh_fs
+from bootmem.mm import PageAllocator
 from tests.kernel.unpack_rules import CASES, Case, Node
 
 
@@ -34,7 +35,9 @@ def check_rootfs(fs: Tmpfs, case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_model_follows_the_rule(case: Case) -> None:
-    fs = fresh_fs()
+    # rootfs as init_rootfs mounts it for the case's command line, on the case's RAM.
+    tmpfs = CommandLine.parse(case.cmdline).rootfs_is_tmpfs
+    fs = init_rootfs(PageAllocator(base=0, size=case.ram), tmpfs=tmpfs)
     result = unpack_to_rootfs(case.image, fs)
     assert (result.error.message if result.error else None) == case.message, case.rule
     check_rootfs(fs, case)

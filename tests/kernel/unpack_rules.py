@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from bootmem.initramfs.cpio import FIELDS, Entry, pack_header, pad4
-from tests.kernel.conftest import MTIME, archive, f, sym
+from tests.kernel.conftest import MTIME, archive, d, f, sym
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Case:
     paths: dict[str, Node] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
     message: str | None = None  # "Initramfs unpacking failed: <message>", None for no error
+    cmdline: str = ""  # more kernel command line words
+    ram: int = 64 << 20  # the model's RAM (the real kernel boots with 256M)
 
 
 def _no_trailer(*members: Entry | tuple[Entry, bytes]) -> bytes:
@@ -59,9 +61,14 @@ def _entry(entry: Entry, data: bytes = b"", **override: bytes) -> bytes:
 TRAILER = archive()
 
 #: Bigger than rootfs's tmpfs in every machine the table is booted on (the model's 64M, QEMU's
-#: 256M), and made of zeros: whatever Linux wrote before the write error, the hole after it
-#: reads as zeros too, so the contents do not depend on the exact limit.
-BIG = 160 << 20
+#: 256M: about 97M), smaller than the RAM free in QEMU's 256M and the model's ramfs machine, and
+#: made of zeros: whatever Linux wrote before the write error, the hole after it reads as zeros
+#: too, so the contents do not depend on the exact limit.
+BIG = 120 << 20
+
+#: More files than tmpfs's inodes in every machine the table is booted on (half of
+#: totalram_pages: 8192 in the model's 64M, about 25,000 in QEMU's 256M).
+MANY = 30_000
 
 
 def _zeros_sha256(size: int) -> str:
@@ -213,6 +220,32 @@ def _cases() -> list[Case]:
             {"big": Node("f", size=BIG, sha256=_zeros_sha256(BIG))},
             absent=("after",),
             message="write error",
+        ),
+        Case(
+            "rootfs-is-ramfs-with-root",
+            "init_rootfs: with root= rootfs is ramfs (rootfs_init_fs_context): no size limit, so the "
+            "file tmpfs cannot hold is whole; directories have size 0; page_symlink keeps a "
+            "4096-byte target, and page_get_link reads it back as 4095",
+            _zeros_then(archive(d("dir"), f("dir/after", b"whole\n"), sym("long", "c" * 4096))),
+            {
+                "big": Node("f", size=BIG, sha256=_zeros_sha256(BIG)),
+                "dir": Node("d", size=0),
+                "dir/after": Node("f", b"whole\n"),
+                "long": Node("l", target="c" * 4095),
+            },
+            cmdline="root=/dev/bootmem-none",
+            ram=256 << 20,
+        ),
+        Case(
+            "inode-limit-drops-entries-silently",
+            "shmem_reserve_inode: past nr_inodes (totalram_pages / 2) a create is ENOSPC, which "
+            "do_name ignores (filp_open fails: the data is skipped; init_mkdir's error is not "
+            "looked at): later entries are missing and no message is printed",
+            gzip.compress(
+                archive(*(f(f"f{i:05d}") for i in range(MANY)), d("last-dir"), f("last", b"x")), 1, mtime=0
+            ),
+            {"f00000": Node("f", b"")},
+            absent=(f"f{MANY - 1:05d}", "last-dir", "last"),
         ),
         Case(
             "junk-within-compressed",

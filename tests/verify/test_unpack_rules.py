@@ -41,11 +41,12 @@ class _Path:
     target: str | None = None
 
 
-def _boot(kernel: Kernel, qemu: str, image: bytes, tmp_path: Path) -> str:
+def _boot(kernel: Kernel, qemu: str, image: bytes, tmp_path: Path, cmdline: str = "") -> str:
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(compose(probe_segment(), image))
     argv = [qemu, "-accel", "tcg", "-m", "256M", "-kernel", str(kernel.image), "-initrd", str(initrd)]
-    argv += ["-append", f"console=ttyS0 panic=-1 {PROBE_CMDLINE}", "-display", "none", "-no-reboot"]
+    argv += ["-append", f"console=ttyS0 panic=-1 {PROBE_CMDLINE} {cmdline}".rstrip()]
+    argv += ["-display", "none", "-no-reboot"]
     argv += ["-serial", "stdio", "-monitor", "none"]
     done = subprocess.run(argv, capture_output=True, timeout=300, check=False)
     return done.stdout.decode("utf-8", "replace").replace("\r", "")
@@ -75,7 +76,7 @@ def _rootfs(console: str) -> dict[str, _Path]:
 def test_real_kernel_follows_the_rule(
     case: Case, debian_amd64: Kernel, qemu_x86: str, tmp_path: Path
 ) -> None:
-    console = _boot(debian_amd64, qemu_x86, case.image, tmp_path)
+    console = _boot(debian_amd64, qemu_x86, case.image, tmp_path, case.cmdline)
     failed = [
         line.split(": ", 1)[1] for line in console.splitlines() if "Initramfs unpacking failed: " in line
     ]

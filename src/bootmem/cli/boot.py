@@ -266,6 +266,8 @@ def summary_rows(report: BootReport, *, source: str) -> list[tuple[str, str, Own
         rows.append(("initrd", f"disabled: {report.initrd_disabled}", "other"))
     rows.append(("available", f"{pages(report.available_pages)}  when the allocator came up", None))
     rows.append(("rootfs", f"{pages(report.rootfs_pages)}  in {report.rootfs_files} paths", "rootfs"))
+    if report.rootfs_fs == "ramfs":
+        rows.append(("rootfs is", "ramfs (the command line names a root=): no limit but RAM", None))
     if report.unpack_error:
         rows.append(("unpacking", f"failed: {report.unpack_detail}", "other"))
     if report.cmdline.retain_initrd:

@@ -292,23 +292,39 @@ class Tmpfs:
     ``size_limit`` is in bytes and counts pages of file data (rounded up to whole pages, as
     ``mount -o size=`` does); ``None`` means Linux's default from :func:`shmem_limits`: half of
     the pages the allocator manages now (free or allocated; reserved pages do not count).
-    Pages are allocated with ``owner``.  Every public method holds one lock, so one thread may
-    populate the filesystem while others use the same allocator.
+    ``inode_limit`` is ``nr_inodes`` (default :func:`shmem_limits`'s): as ``shmem_reserve_inode``
+    counts them, every inode takes one - the root, each directory, file, symlink and node - and
+    so does every further hard link (``shmem_link``); past the limit a create or a link is
+    ``ENOSPC``.  Pages are allocated with ``owner``.  Every public method holds one lock, so
+    one thread may populate the filesystem while others use the same allocator.
+
+    ``ramfs=True`` makes it ramfs instead (what rootfs is when the command line names a
+    ``root=``): no size or inode limit (only the allocator's pages), every symlink in a page of
+    its own (``page_symlink``), directories of size 0 (no ``BOGO_DIRENT_SIZE``).
     """
 
     def __init__(
-        self, allocator: FrameAllocator, size_limit: int | None = None, *, owner: str = DEFAULT_OWNER
+        self,
+        allocator: FrameAllocator,
+        size_limit: int | None = None,
+        *,
+        owner: str = DEFAULT_OWNER,
+        inode_limit: int | None = None,
+        ramfs: bool = False,
     ) -> None:
         self._allocator = allocator
         self.owner = owner
+        self.ramfs = ramfs
         stats = allocator.stats()
-        self.limit_pages, self.limit_inodes = shmem_limits(
-            stats["free"] + stats["allocated"], size=size_limit
-        )
+        blocks, inodes = shmem_limits(stats["free"] + stats["allocated"], size=size_limit)
+        self.limit_pages: int | None = None if ramfs else blocks
+        self.limit_inodes: int | None = None if ramfs else inodes if inode_limit is None else inode_limit
+        self._free_inodes = self.limit_inodes or 0
+        self._dirent = 0 if ramfs else BOGO_DIRENT_SIZE
         self._lock = threading.RLock()
         self._next_ino = 1
         self._used_pages = 0
-        self.root = self._new_inode(stat.S_IFDIR | 0o755, 0, 0, 0)
+        self.root = self._new_inode(stat.S_IFDIR | 0o755, 0, 0, 0, path="/")
         self.root.parent = self.root
         self.root.nlink = 2
         # Path as given -> the directory it resolved to.  Creating names cannot change what an
@@ -318,9 +334,14 @@ class Tmpfs:
     # --- figures --------------------------------------------------------------------------
 
     @property
-    def size_limit(self) -> int:
-        """The limit in bytes: ``limit_pages * PAGE_SIZE``."""
-        return self.limit_pages * PAGE_SIZE
+    def size_limit(self) -> int | None:
+        """The limit in bytes: ``limit_pages * PAGE_SIZE`` (None for ramfs: no limit)."""
+        return None if self.limit_pages is None else self.limit_pages * PAGE_SIZE
+
+    @property
+    def used_inodes(self) -> int:
+        """Inodes charged to ``inode_limit`` (every inode, and every hard link past the first)."""
+        return 0 if self.limit_inodes is None else self.limit_inodes - self._free_inodes
 
     @property
     def used_pages(self) -> int:
@@ -342,7 +363,7 @@ class Tmpfs:
         """
         with self._lock:
             parent, name = self._new_name(path, dir_ok=True)
-            inode = self._new_inode(stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, mtime)
+            inode = self._new_inode(stat.S_IFDIR | stat.S_IMODE(mode), uid, gid, mtime, path=path)
             self._attach(parent, name, inode)
 
     def mknod(
@@ -369,7 +390,7 @@ class Tmpfs:
             rdev = (0, 0)
         with self._lock:
             parent, name = self._new_name(path)
-            inode = self._new_inode(kind | stat.S_IMODE(mode), uid, gid, mtime, rdev)
+            inode = self._new_inode(kind | stat.S_IMODE(mode), uid, gid, mtime, rdev, path=path)
             self._attach(parent, name, inode)
 
     def symlink(
@@ -381,21 +402,27 @@ class Tmpfs:
         own ``init_symlink`` hands it to ``vfs_symlink`` as it is).  As ``shmem_symlink``: a
         target of ``PAGE_SIZE - 1`` bytes or more is ``ENAMETOOLONG``, and one of
         ``SHORT_SYMLINK_LEN`` bytes or more is kept in a page of its own, charged to the size
-        limit (``ENOSPC`` when there is none).
+        limit (``ENOSPC`` when there is none).  On ramfs (``ramfs_symlink``, ``page_symlink``)
+        every target takes a page, and one of ``PAGE_SIZE`` bytes reads back without its last
+        byte (``page_get_link`` ends it at ``PAGE_SIZE - 1``).
         """
         encoded = os.fsencode(target)
         if not encoded and not allow_empty:
             raise _error(errno.ENOENT, path, "empty symlink target")
         if len(encoded) + 1 > PAGE_SIZE:
-            raise _error(errno.ENAMETOOLONG, path, f"symlink target of {len(encoded)} bytes")
+            if not self.ramfs or len(encoded) > PAGE_SIZE:
+                raise _error(errno.ENAMETOOLONG, path, f"symlink target of {len(encoded)} bytes")
+            encoded = encoded[: PAGE_SIZE - 1]
+            target = os.fsdecode(encoded)
         with self._lock:
             parent, name = self._new_name(path)
-            inode = self._new_inode(stat.S_IFLNK | 0o777, uid, gid, mtime)
-            if len(encoded) + 1 > SHORT_SYMLINK_LEN:
+            inode = self._new_inode(stat.S_IFLNK | 0o777, uid, gid, mtime, path=path)
+            if self.ramfs or len(encoded) + 1 > SHORT_SYMLINK_LEN:
                 error = self._alloc_pages(inode, 1, path)
                 if error is not None:
                     for pfn in inode.pages:
                         self._free_page(pfn)
+                    self._free_inode()  # iput: the new inode is evicted
                     try:
                         raise error
                     finally:
@@ -416,6 +443,7 @@ class Tmpfs:
             if inode.is_dir:
                 raise _error(errno.EPERM, existing, "hard link to a directory")
             parent, name = self._new_name(new)
+            self._reserve_inode(new)  # shmem_link: each further link takes an inode
             self._attach(parent, name, inode)
 
     def create(self, path: str, mode: int, uid: int = 0, gid: int = 0, *, truncate: bool = True) -> OpenFile:
@@ -432,7 +460,7 @@ class Tmpfs:
             if trailing:
                 raise _error(errno.EISDIR if inode is None or inode.is_dir else errno.ENOTDIR, path)
             if inode is None:
-                inode = self._new_inode(stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0)
+                inode = self._new_inode(stat.S_IFREG | stat.S_IMODE(mode), uid, gid, 0, path=path)
                 self._attach(parent, name, inode)
             elif inode.is_dir:
                 raise _error(errno.EISDIR, path)
@@ -784,18 +812,33 @@ class Tmpfs:
 
     # --- the namespace --------------------------------------------------------------------
 
-    def _new_inode(self, mode: int, uid: int, gid: int, mtime: int, rdev: tuple[int, int] = (0, 0)) -> Inode:
+    def _new_inode(
+        self, mode: int, uid: int, gid: int, mtime: int, rdev: tuple[int, int] = (0, 0), *, path: str
+    ) -> Inode:
+        self._reserve_inode(path)
         inode = Inode(self._next_ino, mode, uid, gid, mtime, rdev)
         self._next_ino += 1
         if inode.is_dir:
             inode.entries = {}
-            inode.size = 2 * BOGO_DIRENT_SIZE
+            inode.size = 2 * self._dirent
         return inode
+
+    def _reserve_inode(self, path: str) -> None:
+        """``shmem_reserve_inode``: one of ``nr_inodes``, or ``ENOSPC``."""
+        if self.limit_inodes is not None:
+            if not self._free_inodes:
+                raise _error(errno.ENOSPC, path, f"tmpfs inode limit {self.limit_inodes}")
+            self._free_inodes -= 1
+
+    def _free_inode(self) -> None:
+        """``shmem_free_inode``."""
+        if self.limit_inodes is not None:
+            self._free_inodes += 1
 
     def _attach(self, parent: Inode, name: str, inode: Inode) -> None:
         assert parent.entries is not None
         parent.entries[name] = inode
-        parent.size += BOGO_DIRENT_SIZE
+        parent.size += self._dirent
         if inode.is_dir:
             inode.parent = parent
             inode.nlink = 2
@@ -809,24 +852,32 @@ class Tmpfs:
         if len(self._dirs) > 1:
             self._dirs = {"": self.root}
         inode = parent.entries.pop(name)
-        parent.size -= BOGO_DIRENT_SIZE
+        parent.size -= self._dirent
         if inode.entries is not None:
             for child in list(inode.entries):
                 self._detach(inode, child)
             parent.nlink -= 1
             inode.nlink = 0
             inode.parent = None
+            self._free_inode()  # evicted
         else:
             inode.nlink -= 1
-            if inode.nlink == 0 and inode.opened == 0:
-                self._shrink(inode, 0)
+            if inode.nlink:
+                self._free_inode()  # shmem_unlink: a link past the first gives its inode back
+            elif inode.opened == 0:
+                self._evict(inode)
+
+    def _evict(self, inode: Inode) -> None:
+        """``shmem_evict_inode``: the last link gone and the last file closed."""
+        self._shrink(inode, 0)  # a symlink's page too
+        self._free_inode()
 
     def _release(self, inode: Inode) -> None:
         """An :class:`OpenFile` of ``inode`` closed."""
         with self._lock:
             inode.opened -= 1
             if inode.nlink == 0 and inode.opened == 0:
-                self._shrink(inode, 0)
+                self._evict(inode)
 
     # --- pages ----------------------------------------------------------------------------
 
@@ -836,7 +887,8 @@ class Tmpfs:
         As many as the limit and the allocator allow are appended; the ENOSPC error for the
         first page that could not be had is returned, ``None`` when all were.
         """
-        room = max(0, min(count, self.limit_pages - self._used_pages))
+        limit = self.limit_pages
+        room = count if limit is None else max(0, min(count, limit - self._used_pages))
         runs: list[tuple[int, int]] = []
         error: TmpfsError | None = None
         if room:

@@ -11,7 +11,8 @@ What happens, in Linux's order and with Linux's messages:
    memory region and must not overlap a reservation, or it is disabled.
 3. The page allocator is built from the region lists (``memblock_free_all``): the
    ``Memory: ...K/...K available`` line.
-4. ``populate_rootfs``: the built-in initramfs is unpacked, then the initrd - through a lease,
+4. rootfs is mounted - tmpfs, or ramfs when the command line names a ``root=`` - then
+   ``populate_rootfs``: the built-in initramfs is unpacked, then the initrd - through a lease,
    in a thread when ``initramfs_async`` (Linux's default) while the rest of boot allocates -
    and the initrd's frames are released whether unpacking succeeded or not, unless
    ``retain_initrd``: ``Freeing initrd memory: ...K``.
@@ -215,7 +216,9 @@ class BootReport:
     free_policy: FreePolicy
     available_pages: int  # free when the allocator came up: the "Memory:" line
     reserved_pages_at_init: int
-    rootfs_limit_pages: int = 0  # tmpfs's size limit (shmem_limits at mount)
+    rootfs_limit_pages: int | None = 0  # tmpfs's size limit (shmem_limits at mount); None: ramfs
+    rootfs_limit_inodes: int | None = None  # tmpfs's nr_inodes; None: ramfs
+    rootfs_fs: str = "tmpfs"  # "ramfs" when the command line names a root= (init_rootfs)
     rootfs_pages: int = 0
     rootfs_bytes: int = 0
     rootfs_files: int = 0
@@ -261,6 +264,8 @@ class BootReport:
                 "bytes": self.rootfs_bytes,
                 "files": self.rootfs_files,
                 "limit_pages": self.rootfs_limit_pages,
+                "fs": self.rootfs_fs,
+                "limit_inodes": self.rootfs_limit_inodes,
             },
             "unpack_error": self.unpack_error,
             "unpack_detail": self.unpack_detail,
@@ -348,7 +353,7 @@ def boot(
         allocator_hook(pa)
     free_init_sections(pa, layout, log)
 
-    rootfs = init_rootfs(pa, size=rootfs_size, share=rootfs_share)
+    rootfs = init_rootfs(pa, size=rootfs_size, share=rootfs_share, tmpfs=args.rootfs_is_tmpfs)
     report = BootReport(
         ram=layout.ram,
         total_pages=memory.total,
@@ -360,6 +365,8 @@ def boot(
         available_pages=memory.available,
         reserved_pages_at_init=memory.reserved,
         rootfs_limit_pages=rootfs.limit_pages,
+        rootfs_limit_inodes=rootfs.limit_inodes,
+        rootfs_fs="ramfs" if rootfs.ramfs else "tmpfs",
         log=log,
         allocator=pa,
         rootfs=rootfs,
@@ -486,12 +493,19 @@ def free_init_sections(pa: PageAllocator, layout: Layout, log: BootLog) -> None:
         log.printk(f"Freeing {section.name} memory: {format_k(freed * PAGE_SIZE)}")
 
 
-def init_rootfs(pa: PageAllocator, *, size: int | None = None, share: float | None = None) -> Tmpfs:
+def init_rootfs(
+    pa: PageAllocator, *, size: int | None = None, share: float | None = None, tmpfs: bool = True
+) -> Tmpfs:
     """Mount rootfs (``init_mount_tree``, from ``vfs_caches_init`` after ``mm_init``).
 
-    Its limits are :func:`~bootmem.fs.tmpfs.shmem_limits` of ``totalram_pages()`` at that
-    moment: the pages the allocator manages (free or allocated), not those memblock kept.
+    With ``tmpfs`` (:attr:`CommandLine.rootfs_is_tmpfs`) its limits are
+    :func:`~bootmem.fs.tmpfs.shmem_limits` of ``totalram_pages()`` at that moment: the pages the
+    allocator manages (free or allocated), not those memblock kept; ``size`` or ``share``
+    override the blocks.  Without, rootfs is ramfs (``rootfs_init_fs_context``): no limit but
+    RAM, and ``size`` and ``share`` do not apply.
     """
+    if not tmpfs:
+        return Tmpfs(pa, ramfs=True)
     stats = pa.stats()
     blocks, _inodes = shmem_limits(stats["free"] + stats["allocated"], size=size, share=share)
     return Tmpfs(pa, size_limit=blocks * PAGE_SIZE)

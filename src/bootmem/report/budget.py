@@ -537,7 +537,7 @@ def _why(
     if isinstance(below, str):
         return "placement", f"the kernel, initrd and device tree must fit in RAM: {below}"
     if below.unpack_error == "write error":
-        if below.rootfs_pages >= below.rootfs_limit_pages:
+        if below.rootfs_limit_pages is not None and below.rootfs_pages >= below.rootfs_limit_pages:
             return "tmpfs", f"rootfs data {rootfs} must fit in {_share_words(share, size)}"
         return "pages", (
             f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs "
