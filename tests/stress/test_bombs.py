@@ -9,7 +9,12 @@ page is leaked.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +65,8 @@ def test_a_file_bomb_stops_at_the_cap(name: str) -> None:
 
 
 def test_the_default_cap_of_a_small_image() -> None:
-    # default_cap: at least 256 MiB, else 1000 times the image; a 10 KB zstd bomb passes it.
+    # The default cap: 64 times the members' compressed bytes, at least 256 MiB; a 10 KB zstd
+    # bomb passes it.
     bomb = _bomb("zstd", (256 << 20) + (1 << 20))
     with (
         bootmem.initramfs.open(bomb) as image,
@@ -68,6 +74,51 @@ def test_the_default_cap_of_a_small_image() -> None:
     ):
         for _entry, _reader in image.stream():
             pass
+
+
+# --- the default cap counts compressed members, not padding (issue 11, hostile 6) ------------
+#
+# The cap used to be 1000 times the image's size: 64 MiB of NUL padding lifted it to 64 GiB,
+# and gzip's ~1000x ratio let a member expand 1000-fold.  Now it is 64 times the compressed
+# bytes of the members read (NULs between members never count), at least 256 MiB.
+
+PAD = 64 << 20
+
+
+@pytest.mark.parametrize("name", ["gzip", "zstd"])
+def test_padding_does_not_lift_the_default_cap(name: str) -> None:
+    bomb = _bomb(name, (256 << 20) + (8 << 20))
+    padded = bytes(PAD) + bomb + bytes(PAD)
+    with (
+        bootmem.initramfs.open(padded) as image,
+        pytest.raises(DecompressionBombError, match=rf"cap of {256 << 20} bytes in the {name} member "
+                      rf"at offset {PAD:#x} \(segment 0\): \d+ bytes reached; the default cap"),
+    ):  # fmt: skip
+        for _entry, _reader in image.stream():
+            pass
+    # A cap given explicitly is the cap, padding or not.
+    with bootmem.initramfs.open(padded, max_decompressed=300 << 20) as image:
+        assert [e.name for e in image] == ["init"]
+
+
+def test_a_gzip_member_expands_64_times_not_1000(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Zeros deflate about 1000-fold.  With the 256 MiB floor lowered, the cap is the ratio's:
+    # 64 times the compressed bytes read, whatever the member could still produce.
+    import bootmem.initramfs.compress as compress_module
+
+    monkeypatch.setattr(compress_module, "DEFAULT_MIN_CAP", 1 << 20)
+    bomb = _file_bomb("gzip", 256 << 20)
+    assert len(bomb) * 900 < 256 << 20  # a 1000x member
+    with pytest.raises(DecompressionBombError) as caught, bootmem.initramfs.open(bomb) as image:
+        for _entry, reader in image.stream():
+            for _ in reader.iter_data(1 << 16):
+                pass
+    message = str(caught.value)
+    cap = int(message.split("cap of ", 1)[1].split()[0])
+    reached = int(message.split(": ", 1)[1].split()[0])
+    assert cap <= 64 * len(bomb)
+    assert cap < reached <= cap + (4 << 20)  # stopped within one output chunk of the cap
+    assert f"64 times the {cap // 64} compressed bytes read" in message
 
 
 # An 8 MiB machine: the unpacker's cap is twice RAM, 16 MiB; the rootfs limit is half of the
@@ -158,3 +209,69 @@ def test_a_skipped_body_in_boot_costs_no_memory(kind: str) -> None:
     # skip runs off the end of the member as Linux's does.
     assert report.unpack_error is not None
     assert peak < 16 << 20, f"{peak} bytes held while skipping {SKIPPED}"
+
+
+# --- --max-size on every command that decompresses ------------------------------------------
+
+CLI_BOMB = 8 << 20  # NULs behind one archive; --max-size 1M stops each command early
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "IMAGE"],
+        ["examine", "IMAGE"],
+        ["examine", "--contents", "IMAGE"],
+        ["cat", "IMAGE", "init"],
+        ["du", "IMAGE"],
+        ["diff", "IMAGE", "IMAGE"],
+        ["extract", "IMAGE", "DIR"],
+    ],
+    ids=lambda args: "-".join(a for a in args if a.isalpha() and a.islower()),
+)
+def test_max_size_stops_each_command_with_one_line(args: list[str], tmp_path: Path) -> None:
+    image = tmp_path / "bomb.img"
+    image.write_bytes(bytes(4096) + _bomb("zstd", CLI_BOMB))
+    argv = [str(image) if a == "IMAGE" else str(tmp_path / "out") if a == "DIR" else a for a in args]
+    proc = _bootmem(*argv, "--max-size", "1M")
+    assert proc.returncode in (1, 2), proc  # diff's trouble is 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bootmem: error: "), proc.stderr
+    assert "cap of 1048576 bytes in the zstd member at offset 0x1000 (segment 0)" in proc.stderr
+    assert "bytes reached" in proc.stderr and "--max-size" in proc.stderr
+    # Without it, the default cap (256 MiB here) lets the same image through.
+    assert _bootmem(*argv).returncode == 0
+
+
+def test_max_size_in_boot_and_budget(tmp_path: Path) -> None:
+    image = tmp_path / "bomb.img"
+    image.write_bytes(_bomb("zstd", CLI_BOMB))
+    proc = _bootmem("boot", "--initrd", str(image), "--max-size", "1M", "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["unpack_error"] == "decompressor failed"
+    assert "cap of 1048576 bytes in the zstd member at offset 0x0 (segment 0)" in report["unpack_detail"]
+    assert _bootmem("boot", "--initrd", str(image), "--json").returncode == 0  # twice RAM by default
+    proc = _bootmem("budget", str(image), "--max-size", "1M")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cap of 1048576 bytes" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["foo", "0"])
+def test_a_bad_max_size_is_one_line_naming_it(value: str, tmp_path: Path) -> None:
+    image = tmp_path / "a.img"
+    image.write_bytes(HEAD)
+    proc = _bootmem("ls", str(image), "--max-size", value)
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
+    assert repr(value) in proc.stderr
+
+
+def _bootmem(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run(
+        [sys.executable, "-m", "bootmem", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )

@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from bootmem.cli.inputs import BOOT_MAX_SIZE_HELP, add_max_size, max_size
 from bootmem.cli.output import console, print_json, styled
 from bootmem.errors import UsageError
 from bootmem.fdt import read_blob
@@ -78,6 +79,7 @@ def add_machine_arguments(p: argparse.ArgumentParser) -> None:
         "--initrd", type=Path, metavar="IMAGE", help="the initramfs image (default: built-in example)"
     )
     p.add_argument("--mem", default="256M", metavar="SIZE", help="RAM size (default 256M)")
+    add_max_size(p, BOOT_MAX_SIZE_HELP)
     p.add_argument(
         "--arch",
         metavar="PROFILE",
@@ -188,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         "free_policy": args.free_policy,
         "rootfs_size": size,
         "rootfs_share": share,
+        "max_decompressed": max_size(args),
     }
     timeline = None
     with progress_bar("unpacking into rootfs", unit="bytes") as bar:

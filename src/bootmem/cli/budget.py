@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bootmem.cli.inputs import BOOT_MAX_SIZE_HELP, add_max_size, max_size
 from bootmem.cli.output import print_json
 from bootmem.errors import UsageError
 from bootmem.units import format_k, format_size, parse_size, parse_size_or_share
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="memory that must be free when init starts for the boot to count (default 4M)",
     )
     p.add_argument("--json", action="store_true", help="print the budget as JSON")
+    add_max_size(p, BOOT_MAX_SIZE_HELP)
     real = p.add_argument_group("the real kernel (QEMU)")
     real.add_argument(
         "--confirm",
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed
     share, size = parse_size_or_share(args.rootfs_size) if args.rootfs_size else (None, None)
     image = read_initrd(args.image, MAX_RAM_SIZE)
+    cap = max_size(args)
     with progress_bar("budget", total=None) as bar:
 
         def progress(what: str, boots: int, expected: int | None) -> None:
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 step=DEFAULT_STEP,
                 calibrations=logs,
                 progress=progress,
+                max_decompressed=cap,
             )
 
         budget = budget_of(image, arch, kernel_size, logs)

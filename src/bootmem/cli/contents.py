@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bootmem.cli.inputs import IMAGE_HELP, image_source
+from bootmem.cli.inputs import IMAGE_HELP, add_max_size, image_source, max_size
 from bootmem.cli.output import print_json, printable
 from bootmem.initramfs import open as open_image
 from bootmem.units import PAGE_SIZE
@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     cat.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     cat.add_argument("paths", metavar="PATH", nargs="+")
+    add_max_size(cat)
     cat.set_defaults(func=run_cat)
 
     du = subparsers.add_parser(
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )  # fmt: skip
     du.add_argument("--sort", choices=("path", "size"), default="path", help="order of the rows")
     du.add_argument("--json", action="store_true", help='JSON on stdout: {"directories": [...]}')
+    add_max_size(du)
     du.set_defaults(func=run_du)
 
 
@@ -50,7 +52,7 @@ def run_cat(args: argparse.Namespace) -> int:
     from bootmem.initramfs.contents import iter_data, locate
 
     out = sys.stdout.buffer
-    with open_image(image_source(args.image)) as img:
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         found = locate(img, args.paths)
         # One pass when the files come in image order; otherwise a pass per file keeps the
         # command line's order without holding any file in memory.
@@ -67,7 +69,7 @@ def run_du(args: argparse.Namespace) -> int:
     from bootmem.initramfs.diff import image_tree
     from bootmem.report.usage import directory_usage
 
-    with open_image(image_source(args.image)) as img:
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         usage = directory_usage(image_tree(img, digest=False))
     rows = [(path, u) for path, u in usage.items() if args.depth is None or _depth(path) <= args.depth]
     if args.sort == "size":

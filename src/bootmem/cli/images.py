@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from bootmem.cli.inputs import image_source
+from bootmem.cli.inputs import add_max_size, image_source, max_size
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--strict", action="store_true", help="stop at the first entry that cannot be extracted")
     p.add_argument("--segment", type=int, metavar="N", help="extract only segment N (see `bootmem examine`)")
+    add_max_size(p)
     p.set_defaults(func=cmd_extract)
 
     p = subparsers.add_parser(
@@ -98,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("image_a", metavar="IMAGE_A")
     p.add_argument("image_b", metavar="IMAGE_B")
     p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    add_max_size(p)
     p.set_defaults(func=cmd_diff)
 
 
@@ -115,6 +117,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             segment=args.segment,
             progress=progress,
             strict=args.strict,
+            max_decompressed=max_size(args),
         )
     warn = partial(print, file=sys.stderr)
     for name, reason in result.skipped:
@@ -193,10 +196,16 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from bootmem.initramfs import open as open_image
     from bootmem.initramfs.diff import diff_images
 
     try:
-        result = diff_images(image_source(args.image_a), image_source(args.image_b))
+        cap = max_size(args)
+        with (
+            open_image(image_source(args.image_a), max_decompressed=cap) as a,
+            open_image(image_source(args.image_b), max_decompressed=cap) as b,
+        ):
+            result = diff_images(a, b)
     except (BootmemError, OSError) as exc:
         where = f": {exc.filename!r}" if isinstance(exc, OSError) and exc.filename is not None else ""
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import BinaryIO
+
+from bootmem.errors import UsageError
+from bootmem.units import parse_size
 
 IMAGE_HELP = "the image: a file, a unified kernel image (its .initrd), or '-' for standard input"
 
@@ -12,3 +16,29 @@ def image_source(name: str) -> str | BinaryIO:
     """``name`` as :func:`bootmem.initramfs.open` takes it: standard input's bytes for ``-``
     (a pipe is read once, as it comes; a redirected file is read in place), else the path."""
     return sys.stdin.buffer if name == "-" else name
+
+
+MAX_SIZE_HELP = (
+    "stop with an error once the image's compressed members decompress past SIZE bytes "
+    "(default: 64 times their compressed size, at least 256M; NUL padding does not count)"
+)
+BOOT_MAX_SIZE_HELP = (
+    "stop the unpack ('decompressor failed') once the initrd's members decompress past SIZE bytes "
+    "(default: twice the RAM, which no rootfs can pass)"
+)
+
+
+def add_max_size(parser: argparse.ArgumentParser, help: str = MAX_SIZE_HELP) -> None:
+    """Add ``--max-size SIZE``, the cap on decompressed bytes, to a command that decompresses."""
+    parser.add_argument("--max-size", metavar="SIZE", help=help)
+
+
+def max_size(args: argparse.Namespace) -> int | None:
+    """``--max-size`` in bytes, or None for the default; :class:`UsageError` naming a bad value."""
+    text: str | None = getattr(args, "max_size", None)
+    if text is None:
+        return None
+    size = parse_size(text)
+    if size <= 0:
+        raise UsageError(f"--max-size {text!r}: the cap must be more than 0 bytes")
+    return size

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from bootmem.cli.inputs import IMAGE_HELP, image_source
+from bootmem.cli.inputs import IMAGE_HELP, add_max_size, image_source, max_size
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import UsageError
 from bootmem.initramfs import Entry, Image, Segment
@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )  # fmt: skip
     ls.add_argument("--top", type=int, metavar="N", help="only the first N rows (after --sort)")
     ls.add_argument("--json", action="store_true", help='JSON on stdout: {"entries": [...]}')
+    add_max_size(ls)
     ls.set_defaults(func=run_ls)
 
     examine = subparsers.add_parser(
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="what the image holds: kernel versions, modules, firmware, microcode, init, busybox",
     )  # fmt: skip
     examine.add_argument("--json", action="store_true", help='JSON on stdout: {"segments": [...]}')
+    add_max_size(examine)
     examine.set_defaults(func=run_examine)
 
 
@@ -133,7 +135,7 @@ def _print_entries_json(entries: Iterable[Entry]) -> None:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    with open_image(image_source(args.image)) as img:
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         if args.json:
             _print_entries_json(selected_entries(args, img))
             return 0
@@ -170,7 +172,7 @@ def _row(seg: Segment) -> tuple[str, ...]:
 def run_examine(args: argparse.Namespace) -> int:
     if args.contents:
         return _run_contents(args)
-    with open_image(image_source(args.image)) as img:
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         segments = img.segments
         if args.json:
             print_json({"segments": [asdict(s) for s in segments]})
@@ -190,7 +192,7 @@ def _run_contents(args: argparse.Namespace) -> int:
     from bootmem.initramfs.summary import summarise
     from bootmem.units import format_size
 
-    with open_image(image_source(args.image)) as img:
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         summary = summarise(img)
     if args.json:
         print_json(summary.to_json())

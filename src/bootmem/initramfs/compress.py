@@ -99,7 +99,7 @@ class Budget:
 
     def describe(self, member: int = 0) -> str:
         if self.cap is not None:
-            return "the cap given (--max-size, max_decompressed=)"
+            return "the cap set by --max-size (max_decompressed=)"
         return (
             f"the default cap, {DEFAULT_RATIO} times the {self.compressed + member} compressed bytes read "
             f"and at least {DEFAULT_MIN_CAP >> 20} MiB; set another with --max-size"

@@ -300,6 +300,7 @@ def boot(
     load: Load | None = None,
     observer: Callable[[AllocatorEvent], None] | None = None,
     allocator_hook: Callable[[PageAllocator], None] | None = None,
+    max_decompressed: int | None = None,
 ) -> BootReport:
     """Boot ``initrd`` on ``machine`` (or on the machine ``dtb`` describes) and report.
 
@@ -378,6 +379,7 @@ def boot(
         load=load,
         phase=phase,
         blk_dev_ram=machine.blk_dev_ram,
+        max_decompressed=max_decompressed,
     )
     kernel_init(report, memory.holes, phase)
     report.phases = phases
@@ -518,10 +520,11 @@ def populate_rootfs(
     load: Load | None,
     phase: Callable[[str], None],
     blk_dev_ram: str = "m",
+    max_decompressed: int | None = None,
 ) -> None:
     """init/initramfs.c ``populate_rootfs`` and ``do_populate_rootfs``, then ``wait_for_initramfs``.
 
-    ``blk_dev_ram`` is :attr:`Machine.blk_dev_ram`.
+    ``blk_dev_ram`` is :attr:`Machine.blk_dev_ram`; ``max_decompressed`` is :func:`boot`'s.
 
     The built-in initramfs first (an error there is a panic: :class:`BootError`), then the
     initrd through a lease, then ``free_initrd_mem`` unless ``retain_initrd`` - in a thread
@@ -545,7 +548,13 @@ def populate_rootfs(
             else:
                 log.printk("Unpacking initramfs...")
             result = unpack_initrd(
-                pa, initrd.start, initrd.end, rootfs, blk_dev_ram=blk_dev_ram == "y", builtin=builtin
+                pa,
+                initrd.start,
+                initrd.end,
+                rootfs,
+                blk_dev_ram=blk_dev_ram == "y",
+                builtin=builtin,
+                max_decompressed=max_decompressed,
             )
             _log_unpack(result, report, log)
         report.unpack_seconds = time.perf_counter() - t0

@@ -170,14 +170,15 @@ def calibrate(arch: ArchProfile, logs: list[Calibration]) -> ArchProfile:
 # --- the image's own figures ---------------------------------------------------------------------
 
 
-def file_data_bytes(image: bytes) -> int:
+def file_data_bytes(image: bytes, *, max_decompressed: int | None = None) -> int:
     """Bytes of file data the kernel's unpack leaves in tmpfs, each file rounded up to whole pages.
 
     Later entries replace earlier ones of the same path, as the kernel's unpack does; a newc
-    hardlink's data is counted once (it comes with the last link).
+    hardlink's data is counted once (it comes with the last link).  ``max_decompressed`` caps
+    the bytes decompressed (see :func:`bootmem.initramfs.open`).
     """
     sizes: dict[str, int] = {}
-    with initramfs.open(image) as img:
+    with initramfs.open(image, max_decompressed=max_decompressed) as img:
         for entry in img:
             sizes[_path(entry)] = align_up(entry.c_filesize, PAGE_SIZE) if entry.isreg() else 0
     return sum(sizes.values())
@@ -287,8 +288,10 @@ class _Search:
         step: int,
         progress: Progress | None,
         label: str,
+        max_decompressed: int | None = None,
     ) -> None:
         self.image = image
+        self.max_decompressed = max_decompressed
         self.arch = arch
         self.kernel_size = kernel_size
         self.cmdline = cmdline
@@ -314,6 +317,7 @@ class _Search:
                 rootfs_size=self.rootfs_size,
                 rootfs_share=self.rootfs_share,
                 poison=None,
+                max_decompressed=self.max_decompressed,
             )
         except BootError as exc:
             return str(exc)
@@ -420,6 +424,7 @@ def find_budget(
     step: int = DEFAULT_STEP,
     calibrations: tuple[Calibration, ...] = (),
     progress: Progress | None = None,
+    max_decompressed: int | None = None,
 ) -> Budget:
     """The RAM budget of ``image`` on the default machine layout (RAM at ``DEFAULT_RAM_BASE``).
 
@@ -428,8 +433,11 @@ def find_budget(
     ``rootfs_size`` bytes, or ``rootfs_share`` of the pages free when the allocator came up, or
     by default half of them (:func:`~bootmem.fs.tmpfs.shmem_limits`).  ``step`` is the
     search's granularity, a multiple of the page size.  ``progress(what, boots, expected)`` is
-    called before every boot.  Raises :class:`BootError` when the image cannot boot with any
-    RAM (it does not unpack, has no init, or needs more than :data:`MAX_RAM`).
+    called before every boot.  ``max_decompressed`` caps the bytes the image decompresses to,
+    in the reading of its file sizes and in every boot (default: each's own, see
+    :func:`~bootmem.initramfs.open` and :func:`~bootmem.kernel.boot.boot`).  Raises
+    :class:`BootError` when the image cannot boot with any RAM (it does not unpack, has no
+    init, or needs more than :data:`MAX_RAM`).
     """
     if step % PAGE_SIZE or step <= 0:
         raise UsageError(f"search step {step} is not a positive multiple of {PAGE_SIZE}")
@@ -440,7 +448,7 @@ def find_budget(
     if rootfs_share is not None and not 0 < rootfs_share <= 1:
         raise UsageError(f"rootfs share {rootfs_share!r} is not in (0, 1]")
 
-    data = file_data_bytes(image)
+    data = file_data_bytes(image, max_decompressed=max_decompressed)
     if rootfs_size is not None and data > rootfs_size:
         raise BootError(
             f"rootfs data {format_size(data)} cannot fit in tmpfs's {format_size(rootfs_size)} limit"
@@ -472,6 +480,7 @@ def find_budget(
             step=step,
             progress=progress,
             label="retain_initrd" if retain else "initrd released",
+            max_decompressed=max_decompressed,
         )
         searches[retain] = search
         min_ram, ok, below = search.run(lower[retain])
@@ -498,6 +507,7 @@ def find_budget(
         rootfs_size=rootfs_size,
         rootfs_share=rootfs_share,
         poison=None,
+        max_decompressed=max_decompressed,
     )
     peak = timeline.peak()
     peak_bytes: dict[Owner, int] = {o: n * PAGE_SIZE for o, n in peak.by_owner().items() if o != "free"}
