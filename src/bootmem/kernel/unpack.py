@@ -678,6 +678,7 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
                     return image.size - pos  # the decompressor failed: nothing more is read
     except ImageError as exc:
         m.error(kernel_message(exc), str(exc))
+        _forget(exc)  # its traceback (through Prefetch.read's frame, a cycle) holds views of the image
         return image.size - pos
 
 
