@@ -31,7 +31,8 @@ def test_probe_segment_is_a_raw_newc_archive_of_busybox_and_init() -> None:
         entries = {e.name: e for e in image}
         segments = image.segments
     assert len(segments) == 1 and segments[0].compression == "none"
-    assert set(entries) == {PROBE_DIR, f"{PROBE_DIR}/busybox", f"{PROBE_DIR}/init"}
+    assert set(entries) == {PROBE_DIR, f"{PROBE_DIR}/busybox", f"{PROBE_DIR}/init", f"{PROBE_DIR}/proc"}
+    assert entries[f"{PROBE_DIR}/proc"].isdir()
     assert entries[f"{PROBE_DIR}/busybox"].c_filesize == busybox.stat().st_size
     assert entries[PROBE_INIT.lstrip("/")].c_mode == 0o100755
 

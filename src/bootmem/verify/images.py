@@ -34,7 +34,8 @@ PROBE_CMDLINE = f"rdinit={PROBE_INIT}"
 BEGIN = "bootmem-probe: begin"
 END = "bootmem-probe: end"
 
-# Record prefixes: S = stat of one path, H = SHA-256 of a regular file, L = a symlink's target.
+# Record prefixes: M = a line of /proc/meminfo as init starts, S = stat of one path, H = SHA-256
+# of a regular file, L = a symlink's target.
 # Fields are tab separated; ``stat -c`` formats: %f raw mode (hex), %u, %g, %s, %h nlink,
 # %Y mtime, %t/%T rdev major/minor (hex), %n the path (last, as it may hold spaces).
 _PROBE_INIT = f"""#!/{PROBE_DIR}/busybox sh
@@ -43,6 +44,10 @@ B=/{PROBE_DIR}/busybox
 $B dmesg -n 1
 echo
 echo "{BEGIN}"
+# The memory the kernel left as init starts, read from a proc mounted on the probe's own empty
+# directory and unmounted before the walk, so the rootfs is listed as Linux built it.
+$B mount -t proc proc /{PROBE_DIR}/proc && $B sed 's/^/M\t/' /{PROBE_DIR}/proc/meminfo
+$B umount /{PROBE_DIR}/proc
 $B find / -xdev -exec $B stat -c 'S\t%f\t%u\t%g\t%s\t%h\t%Y\t%t\t%T\t%n' {{}} +
 $B find / -xdev -type f -exec $B sha256sum {{}} + | $B sed 's/^/H\t/'
 $B find / -xdev -type l | while IFS= read -r p; do echo "L	$($B readlink "$p")	$p"; done
@@ -53,7 +58,7 @@ $B poweroff -f
 
 
 def probe_segment(busybox: Path | None = None) -> bytes:
-    """The probe: a raw newc archive of ``/bootmem-probe/{busybox,init}``, 4-byte aligned.
+    """The probe: a raw newc archive of ``/bootmem-probe/{busybox,init,proc/}``, 4-byte aligned.
 
     ``busybox`` must be statically linked (Debian's busybox-static: ``/bin/busybox``), since the
     rootfs under test may have no C library; the default is the one on PATH.  Raises
@@ -71,7 +76,8 @@ def probe_segment(busybox: Path | None = None) -> bytes:
 
     out = io.BytesIO()
     with CpioWriter(out) as writer:
-        writer.add(Entry(name=PROBE_DIR, c_mode=0o040755, c_ino=1, c_nlink=2))
+        writer.add(Entry(name=PROBE_DIR, c_mode=0o040755, c_ino=1, c_nlink=3))
+        writer.add(Entry(name=f"{PROBE_DIR}/proc", c_mode=0o040555, c_ino=4, c_nlink=2))
         writer.add(Entry(name=f"{PROBE_DIR}/busybox", c_mode=0o100755, c_ino=2), data)
         writer.add(Entry(name=f"{PROBE_DIR}/init", c_mode=0o100755, c_ino=3), _PROBE_INIT.encode())
     return out.getvalue()
