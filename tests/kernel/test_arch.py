@@ -109,3 +109,36 @@ def test_smp_alternatives_are_freed_before_rootfs_is_mounted(size: str) -> None:
         assert report.allocator is not None
         report.rootfs = None
         report.allocator.close()
+
+
+# The probe's logs: the same kernel booting Debian's MODULES=dep lz4 image with bootmem verify's probe
+# prepended, up to the probe's /proc/meminfo (its per-path records left out); at 118784K the
+# kernel ran out of memory in the unpack and printed its Mem-Info.
+PROBE_SIZES = ["119808K", "160768K", "512M"]
+
+
+@pytest.mark.parametrize("size", PROBE_SIZES)
+def test_x86_64_runtime_is_what_the_probe_saw(size: str) -> None:
+    c = parse_dmesg((DATA / f"probe-{size}.log").read_text())
+    assert c.runtime_bytes is not None and c.freed_late_bytes == X86_64.freed_late == 8008 << 10
+    # A line through 119808K and 512M; 160768K lies 144K above it.
+    assert abs(X86_64.runtime_bytes(parse_size(size)) - c.runtime_bytes) <= 160 << 10
+
+
+def test_x86_64_after_unpack_is_what_the_out_of_memory_report_says() -> None:
+    from bootmem.kernel.workspace import UNPACK_BUFFERS, member_workspace
+
+    text = (DATA / "probe-118784K-oom.log").read_text()
+    assert "System is deadlocked on memory" in text and "unlz4" in text
+
+    def pages(pattern: str) -> int:
+        found = re.search(pattern, text)
+        assert found is not None, pattern
+        return int(found.group(1)) * 4096
+
+    managed = pages(r"(\d+) pages RAM") - pages(r"(\d+) pages reserved")
+    free, shmem = pages(r" free:(\d+) "), pages(r" shmem:(\d+) ")
+    # Held by the kernel at the peak beyond the rootfs and the lz4 decompressor's buffers.
+    held = managed - free - shmem - (member_workspace("lz4", b"") + UNPACK_BUFFERS)
+    after_unpack = X86_64.runtime_bytes(parse_size("118784K")) - held
+    assert abs(after_unpack - X86_64.after_unpack) <= 64 << 10

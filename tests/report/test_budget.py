@@ -10,7 +10,7 @@ from bootmem.errors import BootError, UsageError
 from bootmem.kernel.arch import X86_64
 from bootmem.kernel.boot import BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
-from bootmem.report.budget import Budget, find_budget, parse_dmesg
+from bootmem.report.budget import Budget, find_budget, memory_limit, parse_dmesg
 from tests.report.conftest import make_image
 
 DMESG = """\
@@ -40,7 +40,8 @@ def _boot(budget: Budget, image: bytes, ram: int, retain: bool) -> BootReport:
 
 
 def _boots(budget: Budget, report: BootReport) -> bool:
-    return report.ok and report.init is not None and report.free_pages_end * PAGE_SIZE >= budget.init_free
+    enough = memory_limit(report, budget.arch, budget.workspace, budget.init_free) is None
+    return report.ok and report.init is not None and enough
 
 
 def assert_boundary(budget: Budget, image: bytes) -> dict[bool, BootReport]:
@@ -150,3 +151,33 @@ def test_parse_dmesg_without_ramdisk_uses_the_freed_figure() -> None:
 def test_parse_dmesg_needs_the_memory_line() -> None:
     with pytest.raises(UsageError, match="Memory:"):
         parse_dmesg("RAMDISK: [mem 0x1000-0x1fff]\n", where="x.log")
+
+
+def test_parse_dmesg_reads_the_probes_meminfo() -> None:
+    # bootmem verify's probe prints /proc/meminfo as init starts: the kernel's own use since
+    # mem_init is MemTotal less what is free, the rootfs (Shmem) and init's own pages.
+    from tests.kernel.test_arch import DATA
+
+    c = parse_dmesg((DATA / "probe-119808K.log").read_text())
+    assert c.runtime_bytes == (70656 - 25080 - 20592 - 108 - 48) << 10
+    assert c.freed_late_bytes == (2036 + 2824 + 2040 + 1108) << 10
+    assert parse_dmesg(DMESG).runtime_bytes is None
+
+
+def test_a_probe_log_calibrates_the_runtime_and_the_budget_counts_it() -> None:
+    from dataclasses import replace
+
+    from bootmem.report.budget import calibrate
+    from tests.kernel.test_arch import DATA
+
+    c = parse_dmesg((DATA / "probe-512M.log").read_text())
+    arch = calibrate(X86_64, [c])
+    assert arch.runtime_bytes(512 << 20) == c.runtime_bytes
+    # A kernel that needs 24 MiB more after mem_init needs more RAM for the same image.
+    image = make_image({"lib/a.so": random.Random(3).randbytes(3 << 20)}, compression="gzip")
+    without = find_budget(image, arch=replace(arch, runtime=0, after_unpack=0))
+    with_runtime = find_budget(image, arch=arch)
+    assert with_runtime.released.min_ram > without.released.min_ram + (16 << 20)
+    assert with_runtime.released.limit == "kernel" and "the kernel's own" in with_runtime.released.reason
+    below = _boot(with_runtime, image, with_runtime.released.min_ram - with_runtime.released.step, False)
+    assert below.ok and memory_limit(below, arch, with_runtime.workspace, with_runtime.init_free) == "kernel"

@@ -22,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "unpacking and who holds it, what releasing the initrd gives back, and the smallest RAM that "
             "boots the image (bisected to 64 KiB: that size boots, 64 KiB less does not) with the limit "
             "that bites first - tmpfs's limit (half of the pages free when the allocator came up), the "
-            "physical pages, or the free memory init needs - both with the initrd released and with "
-            "retain_initrd. A machine boots when unpacking succeeds, an init is found and --init-free "
-            "is left free; every boot is the one `bootmem boot --mem SIZE` runs with the same options."
+            "physical pages, the memory the kernel itself needs while unpacking (its allocations since "
+            "mem_init and the decompressor's buffers, above the page allocator's watermarks), or the free "
+            "memory init needs - both with the initrd released and with retain_initrd. A machine boots "
+            "when unpacking succeeds, an init is found, the kernel's needs are met and --init-free is "
+            "left free; every boot is the one `bootmem boot --mem SIZE` runs with the same options."
         ),
     )
     p.add_argument("image", type=Path, metavar="IMAGE")
@@ -77,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     real.add_argument(
         "--real-step", default="1M", metavar="SIZE", help="the real bisection's granularity (default 1M)"
+    )
+    real.add_argument(
+        "--parallel",
+        type=int,
+        default=2,
+        metavar="N",
+        help="real boots at once (default 2; QEMU's TCG keeps a core busy per boot)",
     )
     from bootmem.cli.verify import add_kernel_arguments
 
@@ -135,7 +144,12 @@ def run(args: argparse.Namespace) -> int:
             from bootmem.verify.threshold import RealMachine, confirm
 
             machine = RealMachine(
-                image, find_kernel(args.kernel), cmdline=args.cmdline, accel=args.accel, timeout=args.timeout
+                image,
+                find_kernel(args.kernel),
+                cmdline=args.cmdline,
+                accel=args.accel,
+                timeout=args.timeout,
+                parallel=_parallel(args),
             )
 
             def predict(found: Any) -> tuple[int, int]:
@@ -157,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
         if confirmation is not None:
             print(render_confirmation(confirmation))
     return 0 if confirmation is None or confirmation.agree else 1
+
+
+def _parallel(args: argparse.Namespace) -> int:
+    if args.parallel < 1:
+        raise UsageError(f"--parallel {args.parallel}: give at least 1")
+    return int(args.parallel)
 
 
 def render_confirmation(confirmation: Any) -> str:
@@ -189,7 +209,12 @@ def run_real(args: argparse.Namespace) -> int:
     step = parse_size(args.real_step)
     image = args.image.read_bytes()
     machine = RealMachine(
-        image, find_kernel(args.kernel), cmdline=args.cmdline, accel=args.accel, timeout=args.timeout
+        image,
+        find_kernel(args.kernel),
+        cmdline=args.cmdline,
+        accel=args.accel,
+        timeout=args.timeout,
+        parallel=_parallel(args),
     )
     # A bracket from the image: its file data plus a small kernel, to twice the data plus a large one.
     data = file_data_bytes(machine.composed)
@@ -246,6 +271,14 @@ def render(budget: Any, *, source: str) -> str:
         share = budget.rootfs_share if budget.rootfs_share is not None else 0.5
         tmpfs = f"{share:.0%} of the pages free when the allocator came up"
     lines.append(f"tmpfs limit    {tmpfs}; init needs {size(budget.init_free)} free")
+    if arch.runtime or arch.watermarks:
+        ram = released.min_ram
+        lines.append(
+            f"runtime        the kernel holds {size(arch.unpack_runtime_bytes(ram))} since mem_init while "
+            f"unpacking and {size(arch.runtime_bytes(ram))} when init starts ({size(arch.freed_late)} of "
+            f"init sections freed); the decompressor {size(budget.workspace)}; "
+            f"{size(released.peak_free)} left free at the unpack's peak"
+        )
     parts = ", ".join(f"{owner} {size(n)}" for owner, n in budget.peak.items() if n)
     lines.append(f"peak           {size(budget.peak_used)} in use while unpacking: {parts}")
     lines.append(

@@ -13,6 +13,16 @@ part that grows with RAM, allocated from memblock before ``memblock_free_all``:
 - and holes that are not RAM at all (page 0, the legacy ``[0x9f000, 0x100000)`` and what the
   firmware keeps at the top; x86's ``trim_bios_range`` and e820), which ``T`` leaves out.
 
+After ``mem_init`` prints that line the kernel goes on allocating - slab caches, vmalloc areas,
+kernel stacks, per-CPU chunks, the rootfs's own inodes and dentries, hash tables sized from RAM -
+and gives some back (``Freeing unused kernel image (initmem) memory``).  What it holds when init
+starts is its *runtime* footprint, measured from a real boot by the probe's ``/proc/meminfo``
+(:meth:`ArchProfile.runtime_bytes`).  While the initramfs unpacks, the initrd, the decompressor's
+buffers and most of that runtime footprint are held at once, and the page allocator refuses
+ordinary allocations below the zones' ``min`` watermarks (:meth:`ArchProfile.watermark_bytes`):
+a kernel whose free pages would go below them runs out of memory ("System is deadlocked on
+memory") before init.
+
 An :class:`ArchProfile` states those rules for one architecture and carries the fixed part,
 calibrated against a real kernel's logs (``tests/kernel/data/``).  :func:`fit_fixed` calibrates
 the fixed part from one ``Memory:`` line; :func:`fit_two` fits the fixed part and the size of a
@@ -21,6 +31,7 @@ the fixed part from one ``Memory:`` line; :func:`fit_two` fits the fixed part an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from bootmem.errors import UsageError
@@ -44,6 +55,15 @@ class ArchProfile:
     parts of the kernel image (inside ``fixed``) given back before rootfs is mounted, so that
     tmpfs's limit counts them (x86 on one CPU: ``alternative_instructions`` frees the SMP
     alternatives, ``Freeing SMP alternatives memory: 36K``).
+
+    The kernel after ``mem_init`` (all 0 where the profile does not model it, as ``flat``):
+    ``runtime`` bytes it holds when init starts, beyond what the model reserves, plus
+    ``runtime_growth`` bytes per byte of RAM (hash tables sized from RAM after ``mem_init``);
+    ``after_unpack`` the part of it allocated after the initramfs is unpacked, so not held at
+    the unpack's peak; ``freed_late`` what ``free_initmem`` and friends give back before init
+    (``Freeing unused ... memory``); ``dma_zone`` the bytes of RAM in ZONE_DMA, whose pages
+    ordinary allocations leave a ``lowmem_reserve`` of; ``watermarks`` whether the page
+    allocator keeps ``min_free_kbytes`` back.
     """
 
     name: str
@@ -55,6 +75,12 @@ class ArchProfile:
     top_hole: int = 0
     kernel_offset: int = 0
     freed_early: tuple[tuple[str, int], ...] = ()
+    runtime: int = 0
+    runtime_growth: float = 0.0
+    after_unpack: int = 0
+    freed_late: int = 0
+    dma_zone: int = 0
+    watermarks: bool = False
 
     @property
     def hole_bytes(self) -> int:
@@ -91,6 +117,34 @@ class ArchProfile:
         """Bytes the ``Memory:`` line calls reserved with no initrd: fixed plus growing."""
         return self.fixed + self.growing(ram_size)
 
+    def runtime_bytes(self, ram_size: int) -> int:
+        """Bytes the kernel holds when init starts that the model's reservations leave out.
+
+        Counted against the pages the ``Memory:`` line made available, so that the pages free
+        when init starts are the model's free pages plus :attr:`freed_late` less these.
+        """
+        return align_up(self.runtime + round(self.runtime_growth * ram_size), PAGE_SIZE)
+
+    def unpack_runtime_bytes(self, ram_size: int) -> int:
+        """Bytes of :meth:`runtime_bytes` the kernel already holds while the initramfs unpacks."""
+        return max(0, self.runtime_bytes(ram_size) - self.after_unpack)
+
+    def watermark_bytes(self, managed: int) -> int:
+        """Free memory an ordinary allocation cannot take, with ``managed`` bytes in the allocator.
+
+        ``min_free_kbytes = int_sqrt(lowmem_kbytes * 16)``, clamped to [128, 262144]
+        (``mm/page_alloc.c``: ``init_per_zone_wmark_min``), split over the zones as their ``min``
+        watermarks; plus ZONE_DMA's ``lowmem_reserve`` against allocations that may use the zone
+        above it: that zone's managed pages / 256 (``sysctl_lowmem_reserve_ratio``).  0 when the
+        profile keeps no watermarks.
+        """
+        if not self.watermarks:
+            return 0
+        kbytes = max(0, managed) >> 10
+        min_free_k = min(max(math.isqrt(kbytes * 16), 128), 262144)
+        above_dma = max(0, managed - self.dma_zone) // PAGE_SIZE
+        return (min_free_k << 10) + above_dma // 256 * PAGE_SIZE
+
 
 #: Flat: only the kernel image is reserved, nothing grows with RAM (bootmem's own virt machine).
 FLAT = ArchProfile(name="flat", fixed=16 << 20, struct_page=0, hash_scales=())
@@ -98,7 +152,11 @@ FLAT = ArchProfile(name="flat", fixed=16 << 20, struct_page=0, hash_scales=())
 #: Debian's 6.1 amd64 kernel under QEMU's ``pc`` machine (SeaBIOS), calibrated from its logs at
 #: 128M to 2G: 54436K fixed (54432K kernel plus the model's device-tree page); page 0, the
 #: ``[0x9f000, 0x100000)`` hole and SeaBIOS's top 128 KiB are not RAM; the model loads the kernel above
-#: the first MiB.
+#: the first MiB.  After ``mem_init`` (``tests/kernel/data/debian-6.1-amd64/probe-*.log``, Debian's
+#: MODULES=dep lz4 image): the probe's /proc/meminfo shows the kernel holding 24828K at 119808K of
+#: RAM, 25228K at 160768K and 27348K at 512M beyond the Memory: line's reservations (0.623% of RAM
+#: grows with it); its out-of-memory report at 118784K, in the unpack, shows 2858K of that allocated
+#: after the unpack; 8008K of init sections are freed before init.
 X86_64 = ArchProfile(
     name="x86_64",
     fixed=54432 << 10,
@@ -106,6 +164,12 @@ X86_64 = ArchProfile(
     top_hole=128 << 10,
     kernel_offset=1 << 20,
     freed_early=(("SMP alternatives", 36 << 10),),
+    runtime=24082 << 10,
+    runtime_growth=0.00623,
+    after_unpack=2858 << 10,
+    freed_late=8008 << 10,
+    dma_zone=16 << 20,
+    watermarks=True,
 )
 
 PROFILES: dict[str, ArchProfile] = {p.name: p for p in (FLAT, X86_64)}

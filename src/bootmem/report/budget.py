@@ -4,10 +4,14 @@
 smallest that boots, once with the initrd released after unpacking (Linux's default) and once
 with ``retain_initrd``.  Every boot is :func:`~bootmem.kernel.boot.boot` on a
 :class:`~bootmem.kernel.boot.Machine` of the architecture profile given, so ``bootmem boot``
-with the answer boots and one step less does not.  A machine *boots* when unpacking succeeds,
-an init is found and at least ``init_free`` bytes are free when init starts.  Booting is
-assumed monotonic in RAM (more RAM never hurts), which holds for the model: RAM adds free
-pages and raises tmpfs's limit faster than it adds struct pages and hash tables.
+with the answer boots and one step less does not.  A machine *boots* (:func:`memory_limit`) when
+unpacking succeeds, an init is found, and the kernel has the memory it needs beyond the model's
+pages: at the unpack's peak its runtime footprint and the decompressor's buffers
+(:func:`~bootmem.kernel.workspace.image_workspace`) must leave the page allocator's watermarks
+free, and when init starts at least ``init_free`` bytes must be free (both as the architecture
+profile says: nothing beyond the model for ``flat``).  Booting is assumed monotonic in RAM (more
+RAM never hurts), which holds for the model: RAM adds free pages and raises tmpfs's limit faster
+than it adds struct pages, hash tables and watermarks.
 
 The search starts from a lower bound computed from the image's decompressed file sizes (read
 once), doubles a gap above it until a size boots, then bisects to ``step`` bytes (64 KiB by
@@ -20,15 +24,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bootmem import initramfs
 from bootmem.errors import BootError, UsageError
 from bootmem.fs.tmpfs import shmem_limits
 from bootmem.initramfs.cpio import Entry
-from bootmem.kernel.arch import FLAT, ArchProfile, MemoryLine, fit_fixed, fit_two
+from bootmem.kernel.arch import FLAT, ArchProfile, MemoryLine, fit_fixed, fit_two, ram_size_of
 from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
+from bootmem.kernel.workspace import image_workspace
 from bootmem.mm import PAGE_SIZE
 from bootmem.report.owners import Owner
 from bootmem.report.timeline import record_boot
@@ -39,12 +44,13 @@ DEFAULT_INIT_FREE = 4 << 20
 # No search goes past this much RAM.
 MAX_RAM = 1 << 40
 
-Limit = Literal["tmpfs", "pages", "init", "placement"]
+Limit = Literal["tmpfs", "pages", "kernel", "init", "placement"]
 
 #: What each limit means, for people.
 LIMITS: dict[Limit, str] = {
     "tmpfs": "tmpfs size limit",
     "pages": "physical pages",
+    "kernel": "memory the kernel needs while unpacking",
     "init": "free memory left for init",
     "placement": "room to load the kernel, initrd and device tree",
 }
@@ -59,6 +65,8 @@ _RESERVED_RE = re.compile(r"(\d+)K reserved")
 _CODE_RE = re.compile(r"(\d+)K kernel code")
 _RAMDISK_RE = re.compile(r"RAMDISK: \[mem (0x[0-9a-fA-F]+)-(0x[0-9a-fA-F]+)\]")
 _FREED_RE = re.compile(r"Freeing initrd memory: (\d+)K")
+_LATE_FREE_RE = re.compile(r"Freeing unused [^:\n]* memory: (\d+)K")
+_MEMINFO_RE = re.compile(r"^M\t([A-Za-z0-9_()]+):\s+(\d+) kB$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,13 @@ class Calibration:
     page of device tree: the kernel's whole footprint at that RAM size, what the ``flat``
     profile reserves.  ``arch`` is the profile the log's kernel matches (``x86_64`` when it
     has an e820 map), or ``None``; :func:`calibrate` fits a profile's fixed part to the log.
+
+    When the log holds the ``bootmem verify`` probe's ``/proc/meminfo`` as init started
+    (``M<TAB>MemFree: ... kB`` lines), ``runtime_bytes`` is what the kernel then held beyond the
+    ``Memory:`` line's reservations: ``MemTotal - MemFree - Shmem - AnonPages - PageTables``
+    (``MemTotal`` counts the pages freed after ``mem_init``, the initrd's included; ``Shmem`` is
+    the rootfs; the rest is init's own).  ``freed_late_bytes`` sums the log's ``Freeing unused
+    ... memory`` lines, or is ``None``.
     """
 
     ram_bytes: int
@@ -83,6 +98,8 @@ class Calibration:
     freed_bytes: int | None
     kernel_size: int
     arch: str | None = None
+    runtime_bytes: int | None = None
+    freed_late_bytes: int | None = None
 
     @property
     def memory_line(self) -> MemoryLine:
@@ -100,6 +117,8 @@ class Calibration:
             "freed_bytes": self.freed_bytes,
             "kernel_size": self.kernel_size,
             "arch": self.arch,
+            "runtime_bytes": self.runtime_bytes,
+            "freed_late_bytes": self.freed_late_bytes,
         }
 
 
@@ -136,6 +155,12 @@ def parse_dmesg(text: str, *, where: str = "boot log") -> Calibration:
     else:
         initrd = freed or 0
     kernel = align_up(max(PAGE_SIZE, reserved - initrd - PAGE_SIZE), PAGE_SIZE)
+    meminfo = {name: int(kib) << 10 for name, kib in _MEMINFO_RE.findall(text)}
+    runtime: int | None = None
+    if {"MemTotal", "MemFree", "Shmem"} <= meminfo.keys():
+        runtime = meminfo["MemTotal"] - meminfo["MemFree"] - meminfo["Shmem"]
+        runtime -= meminfo.get("AnonPages", 0) + meminfo.get("PageTables", 0)
+    late = [int(k) << 10 for k in _LATE_FREE_RE.findall(text)]
     return Calibration(
         ram_bytes=total,
         available_bytes=available,
@@ -146,6 +171,8 @@ def parse_dmesg(text: str, *, where: str = "boot log") -> Calibration:
         freed_bytes=freed,
         kernel_size=kernel,
         arch="x86_64" if "BIOS-e820:" in text else None,
+        runtime_bytes=runtime,
+        freed_late_bytes=sum(late) if late else None,
     )
 
 
@@ -155,16 +182,28 @@ def calibrate(arch: ArchProfile, logs: list[Calibration]) -> ArchProfile:
     One log sets the fixed part only; the part that grows with RAM stays the profile's, so a
     log taken at 512M predicts 344M.  Two logs at RAM sizes a memory section apart or more fit
     the fixed part and the ``struct page`` size.  The ``flat`` profile takes the first log's
-    whole footprint.  Raises :class:`UsageError` for no log, more than two, or two that
-    cannot be fitted.
+    whole footprint.  A log with the probe's ``/proc/meminfo`` (:attr:`Calibration.runtime_bytes`)
+    sets the profile's runtime footprint at that RAM size (its growth with RAM stays the
+    profile's), and its ``Freeing unused ... memory`` lines what is freed before init.  Raises
+    :class:`UsageError` for no log, more than two, or two that cannot be fitted.
     """
     if not logs or len(logs) > 2:
         raise UsageError(f"give one or two boot logs to calibrate from, not {len(logs)}")
     if arch.name == FLAT.name:
         return ArchProfile(name=FLAT.name, fixed=logs[0].kernel_size, struct_page=0, hash_scales=())
     if len(logs) == 1:
-        return fit_fixed(arch, logs[0].memory_line)
-    return fit_two(arch, logs[0].memory_line, logs[1].memory_line)
+        fitted = fit_fixed(arch, logs[0].memory_line)
+    else:
+        fitted = fit_two(arch, logs[0].memory_line, logs[1].memory_line)
+    for log in logs:
+        if log.runtime_bytes is not None:
+            ram = ram_size_of(fitted, log.ram_bytes)
+            runtime = log.runtime_bytes - round(fitted.runtime_growth * ram)
+            fitted = replace(fitted, runtime=max(0, runtime))
+            if log.freed_late_bytes is not None:
+                fitted = replace(fitted, freed_late=log.freed_late_bytes)
+            break
+    return fitted
 
 
 # --- the image's own figures ---------------------------------------------------------------------
@@ -188,6 +227,46 @@ def _path(entry: Entry) -> str:
     return entry.name.lstrip("/")
 
 
+# --- what the kernel needs beyond the model's pages ------------------------------------------------
+
+
+def ram_of(report: BootReport) -> int:
+    """The machine's RAM size (holes included) that ``report`` booted with."""
+    return sum(region.size for region in report.ram)
+
+
+def unpack_peak_free(report: BootReport, arch: ArchProfile, workspace: int) -> int:
+    """Bytes Linux has free at the unpack's peak: the model's, less the kernel's runtime and buffers.
+
+    The peak is the end of the unpack, the initrd not yet freed: everything the rootfs holds is
+    written, the kernel holds :meth:`~bootmem.kernel.arch.ArchProfile.unpack_runtime_bytes` and
+    the decompressor ``workspace`` bytes.  May be negative.
+    """
+    free = (report.free_pages_end - report.freed_pages) * PAGE_SIZE  # the initrd held, or retained
+    return free - arch.unpack_runtime_bytes(ram_of(report)) - workspace
+
+
+def free_at_init(report: BootReport, arch: ArchProfile) -> int:
+    """Bytes Linux has free when init starts: the model's, plus what is freed late, less the runtime."""
+    return report.free_pages_end * PAGE_SIZE + arch.freed_late - arch.runtime_bytes(ram_of(report))
+
+
+def memory_limit(report: BootReport, arch: ArchProfile, workspace: int, init_free: int) -> Limit | None:
+    """The memory limit a boot that unpacked runs into, or ``None`` when Linux has enough.
+
+    ``"kernel"`` when the unpack's peak (:func:`unpack_peak_free`) goes below the page
+    allocator's watermarks (Linux: the out-of-memory killer finds nothing to kill, "System is
+    deadlocked on memory"); ``"init"`` when fewer than ``init_free`` bytes are free when init
+    starts (:func:`free_at_init`).
+    """
+    watermark = arch.watermark_bytes(report.available_pages * PAGE_SIZE)
+    if unpack_peak_free(report, arch, workspace) < watermark:
+        return "kernel"
+    if free_at_init(report, arch) < init_free:
+        return "init"
+    return None
+
+
 # --- the search -------------------------------------------------------------------------------------
 
 
@@ -203,6 +282,7 @@ class SearchResult:
     failure: str  # what happened at min_ram - step
     rootfs_bytes: int
     free_at_init: int
+    peak_free: int  # what Linux has free at the unpack's peak, at min_ram
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -214,6 +294,7 @@ class SearchResult:
             "failure_below": self.failure,
             "rootfs_bytes": self.rootfs_bytes,
             "free_at_init_bytes": self.free_at_init,
+            "unpack_peak_free_bytes": self.peak_free,
         }
 
 
@@ -234,6 +315,7 @@ class Budget:
     peak: dict[Owner, int]
     peak_used: int
     freed: int  # what releasing the initrd gave back, at released.min_ram
+    workspace: int = 0  # the decompressor's buffers at the unpack's peak
     calibrations: tuple[Calibration, ...] = ()
 
     @property
@@ -250,6 +332,7 @@ class Budget:
             "rootfs_share": self.rootfs_share,
             "rootfs_size": self.rootfs_size,
             "init_free_bytes": self.init_free,
+            "workspace_bytes": self.workspace,
             "cmdline": self.cmdline,
             "page_size": PAGE_SIZE,
             "min_ram_bytes": self.released.min_ram,
@@ -267,6 +350,10 @@ class Budget:
                 "fixed_bytes": self.arch.fixed,
                 "struct_page_bytes": self.arch.struct_page,
                 "section_bytes": self.arch.section,
+                "runtime_bytes": self.arch.runtime,
+                "runtime_growth": self.arch.runtime_growth,
+                "after_unpack_bytes": self.arch.after_unpack,
+                "freed_late_bytes": self.arch.freed_late,
             },
             "calibration": [c.to_json() for c in self.calibrations],
         }
@@ -285,6 +372,7 @@ class _Search:
         rootfs_share: float | None,
         rootfs_size: int | None,
         init_free: int,
+        workspace: int,
         step: int,
         progress: Progress | None,
         label: str,
@@ -298,6 +386,7 @@ class _Search:
         self.rootfs_share = rootfs_share
         self.rootfs_size = rootfs_size
         self.init_free = init_free
+        self.workspace = workspace
         self.step = step
         self.progress = progress
         self.label = label
@@ -335,7 +424,7 @@ class _Search:
             isinstance(result, BootReport)
             and result.ok
             and result.init is not None
-            and result.free_pages_end * PAGE_SIZE >= self.init_free
+            and memory_limit(result, self.arch, self.workspace, self.init_free) is None
         )
 
     def run(self, lower: int) -> tuple[int, BootReport, BootReport | str]:
@@ -363,7 +452,7 @@ class _Search:
                 hi = lo + gap
                 if hi > MAX_RAM:
                     raise BootError(
-                        f"does not boot with up to {format_size(MAX_RAM)} of RAM: {_describe(below)}"
+                        f"does not boot with up to {format_size(MAX_RAM)} of RAM: {_describe(below, self)}"
                     )
                 above = self.attempt(hi)
                 if self.boots_ok(above):
@@ -383,14 +472,24 @@ class _Search:
         return hi, above, below
 
 
-def _describe(result: BootReport | str) -> str:
+def _describe(result: BootReport | str, search: _Search | None = None) -> str:
     if isinstance(result, str):
         return result
     if result.unpack_error:
         return f"unpacking failed: {result.unpack_detail or result.unpack_error}"
     if result.init is None:
         return "no init found"
-    return f"{format_k(result.free_pages_end * PAGE_SIZE)} free when init starts"
+    if search is None:
+        return f"{format_k(result.free_pages_end * PAGE_SIZE)} free when init starts"
+    arch = search.arch
+    if memory_limit(result, arch, search.workspace, search.init_free) == "kernel":
+        peak = unpack_peak_free(result, arch, search.workspace)
+        watermark = arch.watermark_bytes(result.available_pages * PAGE_SIZE)
+        return (
+            f"out of memory while unpacking: {format_k(max(0, peak))} free at the peak, below the "
+            f"{format_k(watermark)} watermarks"
+        )
+    return f"{format_k(max(0, free_at_init(result, arch)))} free when init starts"
 
 
 def _not_memory(result: BootReport | str) -> None:
@@ -455,6 +554,7 @@ def find_budget(
         )
     kernel = align_up(kernel_size if kernel_size is not None else arch.fixed, PAGE_SIZE)
     initrd = align_up(len(image), PAGE_SIZE)
+    workspace = image_workspace(image) if arch.runtime or arch.watermarks else 0
     # Lower bounds, before the part that grows with RAM: the pages held at the peak and at
     # init, and the pages the allocator must manage for tmpfs's limit to hold the data.
     held = kernel + arch.hole_bytes + PAGE_SIZE + data
@@ -477,6 +577,7 @@ def find_budget(
             rootfs_share=rootfs_share,
             rootfs_size=rootfs_size,
             init_free=init_free,
+            workspace=workspace,
             step=step,
             progress=progress,
             label="retain_initrd" if retain else "initrd released",
@@ -484,7 +585,7 @@ def find_budget(
         )
         searches[retain] = search
         min_ram, ok, below = search.run(lower[retain])
-        which, reason = _why(below, ok, init_free, retain, rootfs_share, rootfs_size)
+        which, reason = _why(below, ok, search, retain, rootfs_share, rootfs_size)
         results[retain] = (
             SearchResult(
                 min_ram=min_ram,
@@ -492,9 +593,10 @@ def find_budget(
                 boots=search.boots,
                 limit=which,
                 reason=reason,
-                failure=_describe(below),
+                failure=_describe(below, search),
                 rootfs_bytes=ok.rootfs_pages * PAGE_SIZE,
-                free_at_init=ok.free_pages_end * PAGE_SIZE,
+                free_at_init=free_at_init(ok, arch),
+                peak_free=unpack_peak_free(ok, arch, workspace),
             ),
             ok,
         )
@@ -528,6 +630,7 @@ def find_budget(
         peak=peak_bytes,
         peak_used=peak.used * PAGE_SIZE,
         freed=report.freed_pages * PAGE_SIZE,
+        workspace=workspace,
         calibrations=calibrations,
     )
 
@@ -535,7 +638,7 @@ def find_budget(
 def _why(
     below: BootReport | str,
     ok: BootReport,
-    init_free: int,
+    search: _Search,
     retain: bool,
     share: float | None,
     size: int | None,
@@ -553,10 +656,23 @@ def _why(
             f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs "
             f"{rootfs} must all fit in RAM's pages at once"
         )
+    arch, ram = search.arch, ram_of(below)
+    if memory_limit(below, arch, search.workspace, search.init_free) == "kernel":
+        watermark = arch.watermark_bytes(below.available_pages * PAGE_SIZE)
+        return "kernel", (
+            f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs {rootfs} "
+            f"+ the kernel's own {format_size(arch.unpack_runtime_bytes(ram))} since mem_init + the "
+            f"decompressor's {format_size(search.workspace)} must leave the page allocator's "
+            f"{format_size(watermark)} of watermarks free"
+        )
     held = "kernel, initrd and rootfs" if retain else "kernel and rootfs"
     in_use = (ok.total_pages - ok.free_pages_end) * PAGE_SIZE
+    if arch.runtime:
+        held += f" and the kernel's own {format_size(arch.runtime_bytes(ram))} since mem_init"
+        in_use += arch.runtime_bytes(ram) - arch.freed_late
     return "init", (
-        f"after unpacking, {held} ({format_size(in_use)}) must leave {format_size(init_free)} free for init"
+        f"after unpacking, {held} ({format_size(in_use)}) must leave {format_size(search.init_free)} "
+        "free for init"
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bootmem.kernel.arch import profile, ram_size_of
 from bootmem.report.budget import Calibration, bisect_smallest
 from bootmem.units import format_k
 from bootmem.verify.images import PROBE_CMDLINE, compose, probe_segment
@@ -158,8 +159,9 @@ class Confirmation:
     """The model's minimum RAM for an image, booted by the real kernel there and one step below.
 
     ``hole`` is RAM QEMU gives that Linux does not manage (firmware and e820 holes: QEMU's
-    ``-m`` less Linux's ``Memory:`` total, from the calibration boot); the real boots add it
-    to the model's figures so both sides manage the same RAM.
+    ``-m`` less Linux's ``Memory:`` total, from the calibration boot) and that the profile the
+    model is calibrated into does not know of (``x86_64`` models QEMU's holes: 0 there; ``flat``
+    none); the real boots add it to the model's figures so both sides manage the same RAM.
     """
 
     predicted: int
@@ -214,7 +216,8 @@ def confirm(
     if calibration is None:
         (first,) = machine.boot([calibrate_at])
         calibration = parse_dmesg(first.console, where=f"the real boot with {format_k(calibrate_at)}")
-        hole = max(0, calibrate_at - calibration.ram_bytes)
+        modelled = ram_size_of(profile(calibration.arch or "flat"), calibration.ram_bytes)
+        hole = max(0, calibrate_at - modelled)
     predicted, step = predict(calibration)
     ram = -(-(predicted + hole) // step) * step
     at, below = machine.boot([ram, ram - step])
