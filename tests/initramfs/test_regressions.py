@@ -119,4 +119,3 @@ def test_one_entry_of_1100_components_and_2040_nested_directories(tmp_path: Path
         # shutil.rmtree recurses once per level and cannot remove this tree: pytest's cleanup of
         # old temporary directories would fail on it in a later run.
         subprocess.run(["rm", "-rf", str(tmp_path / "dest")], check=True)
-
