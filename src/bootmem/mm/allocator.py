@@ -24,9 +24,6 @@ True
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Final
 
 from bootmem.errors import (
@@ -39,11 +36,10 @@ from bootmem.errors import (
     ReservedConflictError,
     UsageError,
 )
+from bootmem.mm.base import AllocatorBase
 from bootmem.mm.buddy import BuddyAllocator
-from bootmem.mm.events import AllocatorEvent, Operation, Subscriber
 from bootmem.mm.lease import Lease
 from bootmem.mm.memblock import Memblock, Region
-from bootmem.mm.ram import PhysicalMemory
 from bootmem.units import PAGE_SHIFT, PAGE_SIZE, align_down, align_up
 
 POLICIES: Final = ("exact", "linux-generic")
@@ -70,7 +66,7 @@ def _page_runs(regions: list[Region[str]], lo: int, hi: int) -> list[tuple[int, 
     return runs
 
 
-class PageAllocator:
+class PageAllocator(AllocatorBase):
     """A buddy page allocator over RAM ``[base, base + size)``, with reserved ranges and leases.
 
     ``base`` and ``size`` are multiples of :data:`PAGE_SIZE`; blocks go up to ``2**max_order``
@@ -92,10 +88,7 @@ class PageAllocator:
             raise UsageError(f"poison byte {poison:#x} is not in 0..0xff")
         if not 0 <= max_order <= 30:
             raise UsageError(f"max_order {max_order} is not in 0..30")
-        self.memory = PhysicalMemory(base, size)
-        self.base = base
-        self.size = size
-        self.end = base + size
+        super().__init__(base, size)
         self.max_order = max_order
         self.poison = poison
         self.memblock = Memblock()
@@ -108,11 +101,7 @@ class PageAllocator:
         self._allocated: dict[int, tuple[int, str]] = {}  # head pfn -> (order, owner)
         self._nr_allocated = 0
         self._nr_reserved = 0
-        self._peak_used = 0  # most pages ever allocated or reserved at once
-        self._leases: list[Lease] = []
-        self._subscribers: tuple[Subscriber, ...] = ()
         self._fail_countdown = 0
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"PageAllocator([{self.base:#x}, {self.end:#x}), max_order={self.max_order})"
@@ -120,32 +109,6 @@ class PageAllocator:
     @property
     def total_pages(self) -> int:
         return self._end_pfn - self._first_pfn
-
-    @property
-    def peak_used(self) -> int:
-        """The most pages that were ever not free at once (allocated plus reserved), from creation on."""
-        return self._peak_used
-
-    # --- events ---------------------------------------------------------------------------
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` for every change from now on; returns the unsubscribe function."""
-        with self._lock:
-            self._subscribers = (*self._subscribers, callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                subscribers = list(self._subscribers)
-                if callback in subscribers:
-                    subscribers.remove(callback)
-                self._subscribers = tuple(subscribers)
-
-        return unsubscribe
-
-    def _emit(self, op: Operation, pfn: int, pages: int, owner: str) -> None:
-        event = AllocatorEvent(time.perf_counter(), op, pfn, pages, owner)
-        for callback in self._subscribers:
-            callback(event)
 
     # --- checks shared by the operations ----------------------------------------------------
 
@@ -333,19 +296,7 @@ class PageAllocator:
                     f"lease {owner!r} of [{start:#x}, {end:#x}): [{gaps[0][0]:#x}, {gaps[0][1]:#x}) "
                     "is not reserved"
                 )
-            lease = Lease(self.memory, start, end, owner, self._forget_lease)
-            self._leases.append(lease)
-            return lease
-
-    def _forget_lease(self, lease: Lease) -> None:
-        with self._lock:
-            if lease in self._leases:
-                self._leases.remove(lease)
-
-    def leases(self) -> list[Lease]:
-        """The open leases, oldest first."""
-        with self._lock:
-            return list(self._leases)
+            return self._open_lease(start, end, owner)
 
     # --- alloc and free -------------------------------------------------------------------
 
@@ -659,15 +610,3 @@ class PageAllocator:
             for lease in self._leases:
                 if lease.closed or not reserved.covers(lease.start, lease.end):
                     raise InvariantError(f"{lease!r} is registered but its range is not wholly reserved")
-
-    # --- lifetime ---------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release the RAM's host resources; views and leases must have been dropped."""
-        self.memory.close()
-
-    def __enter__(self) -> PageAllocator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -39,9 +39,7 @@ modelled RAM: its bytes ``[heap_start, pages_start)`` are shown as the reservati
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from typing import Final
 
 import numpy as np
@@ -57,9 +55,9 @@ from bootmem.errors import (
     ReservedConflictError,
     UsageError,
 )
-from bootmem.mm.events import AllocatorEvent, Operation, Subscriber
+from bootmem.mm.base import AllocatorBase
+from bootmem.mm.events import AllocatorEvent, Subscriber
 from bootmem.mm.lease import Lease
-from bootmem.mm.ram import PhysicalMemory
 from bootmem.units import PAGE_SHIFT, PAGE_SIZE, align_up
 
 # enum PageStatus { Free, Used, Last } is #[repr(u8)]: these are its bytes.
@@ -73,7 +71,7 @@ METADATA: Final = "page metadata"
 UNUSED_TAIL: Final = "(past the last heap page)"
 
 
-class SolayaAllocator:
+class SolayaAllocator(AllocatorBase):
     """Solaya's first-fit page allocator over RAM ``[base, base + size)``, heap from ``heap_start``.
 
     ``base``, ``size`` and ``heap_start`` are page aligned and ``base <= heap_start < base + size``
@@ -99,10 +97,7 @@ class SolayaAllocator:
             raise UsageError(f"heap start {heap_start:#x} is not inside RAM [{base:#x}, {base + size:#x})")
         if poison is not None and not 0 <= poison <= 0xFF:
             raise UsageError(f"poison byte {poison:#x} is not in 0..0xff")
-        self.memory = PhysicalMemory(base, size)
-        self.base = base
-        self.size = size
-        self.end = base + size
+        super().__init__(base, size)
         self.poison = poison
         self.heap_start = heap_start
         heap_size = self.end - heap_start
@@ -134,9 +129,6 @@ class SolayaAllocator:
         self._nr_allocated = 0
         self._nr_reserved = 0
         self._peak_used = self._fixed_pages
-        self._leases: list[Lease] = []
-        self._subscribers: tuple[Subscriber, ...] = ()
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return (
@@ -150,11 +142,6 @@ class SolayaAllocator:
     def total_pages(self) -> int:
         """Pages of RAM, heap or not (Solaya's ``total_heap_pages()`` is :attr:`heap_pages`)."""
         return self.size >> PAGE_SHIFT
-
-    @property
-    def peak_used(self) -> int:
-        """The most pages that were ever not free at once, the RAM outside the heap included."""
-        return self._peak_used
 
     def used_heap_pages(self) -> int:
         """Solaya's ``used_heap_pages()``: heap pages whose status is not free."""
@@ -191,31 +178,12 @@ class SolayaAllocator:
 
     # --- events -----------------------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` for every change from now on; returns the unsubscribe function.
-
-        A new subscriber first receives one ``reserve`` event per part of RAM that is never heap
-        pages (below the heap, the metadata, the tail), so that its counts start from the truth.
-        """
-        with self._lock:
-            self._subscribers = (*self._subscribers, callback)
-            for name, start, end in self._fixed:
-                pages = (align_up(end, PAGE_SIZE) - start) >> PAGE_SHIFT
-                callback(AllocatorEvent(time.perf_counter(), "reserve", start >> PAGE_SHIFT, pages, name))
-
-        def unsubscribe() -> None:
-            with self._lock:
-                subscribers = list(self._subscribers)
-                if callback in subscribers:
-                    subscribers.remove(callback)
-                self._subscribers = tuple(subscribers)
-
-        return unsubscribe
-
-    def _emit(self, op: Operation, pfn: int, pages: int, owner: str) -> None:
-        event = AllocatorEvent(time.perf_counter(), op, pfn, pages, owner)
-        for callback in self._subscribers:
-            callback(event)
+    def _greet(self, callback: Subscriber) -> None:
+        """One ``reserve`` event per part of RAM that is never heap pages (below the heap, the
+        metadata, the tail), so that a new subscriber's counts start from the truth."""
+        for name, start, end in self._fixed:
+            pages = (align_up(end, PAGE_SIZE) - start) >> PAGE_SHIFT
+            callback(AllocatorEvent(time.perf_counter(), "reserve", start >> PAGE_SHIFT, pages, name))
 
     def _note_use(self) -> None:
         used = self._fixed_pages + self._nr_allocated + self._nr_reserved
@@ -343,19 +311,7 @@ class SolayaAllocator:
                 raise NotReservedError(
                     f"lease {owner!r} of [{start:#x}, {end:#x}): not inside one reservation{self._holder(lo)}"
                 )
-            lease = Lease(self.memory, start, end, owner, self._forget_lease)
-            self._leases.append(lease)
-            return lease
-
-    def _forget_lease(self, lease: Lease) -> None:
-        with self._lock:
-            if lease in self._leases:
-                self._leases.remove(lease)
-
-    def leases(self) -> list[Lease]:
-        """The open leases, oldest first."""
-        with self._lock:
-            return list(self._leases)
+            return self._open_lease(start, end, owner)
 
     # --- alloc and free ---------------------------------------------------------------------
 
@@ -602,15 +558,3 @@ class SolayaAllocator:
                 inside = any(s <= lease.start and lease.end <= e for _p, _n, s, e in self._reserved.values())
                 if lease.closed or not inside:
                     raise InvariantError(f"{lease!r} is registered but does not lie in a reservation")
-
-    # --- lifetime ---------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Release the RAM's host resources; views and leases must have been dropped."""
-        self.memory.close()
-
-    def __enter__(self) -> SolayaAllocator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
