@@ -236,6 +236,13 @@ def test_color_always_styles_a_pipe_and_the_option_goes_after_the_command_too() 
     assert b"\x1b[" not in bootmem("boot", "--mem", "64M").stdout
 
 
+@pytest.mark.parametrize("kernel", ["linux", "solaya"])
+def test_the_memory_map_follows_the_color_option(kernel: str) -> None:
+    args = ("boot", "--kernel", kernel, "--mem", "64M", "--map")
+    assert b"\x1b[" in bootmem(*args, "--color=always").stdout
+    assert b"\x1b[" not in on_a_terminal(*args, env={"NO_COLOR": "1"}).encode()
+
+
 def test_styled_and_console(monkeypatch: pytest.MonkeyPatch) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

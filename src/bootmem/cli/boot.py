@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,18 +207,30 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = boot(image, observer=count, **options)
     source = str(args.initrd) if args.initrd else "built-in example"
-    write_files(args, report, timeline, title=f"Where boot memory goes: {source}")
+
+    def figures() -> None:
+        if styled():
+            from bootmem.report.terminal import labelled_lines
+
+            console().print(labelled_lines(summary_rows(report, source=source)))
+        else:
+            print(summary(report, source=source))
+
+    return show(args, report, timeline, title=f"Where boot memory goes: {source}", figures=figures)
+
+
+def show(
+    args: argparse.Namespace, report: Any, timeline: Any, *, title: str, figures: Callable[[], None]
+) -> int:
+    """What every ``bootmem boot`` prints and writes once the boot is done: the files it was asked
+    for, then the JSON, or the kernel's log, the ``figures`` and the ``--map``; the exit status."""
+    write_files(args, report, timeline, title=title)
     if args.json:
         print_json(report.to_json())
         return 0 if report.ok else 1
     print(report.log)
     print()
-    if styled():
-        from bootmem.report.terminal import labelled_lines
-
-        console().print(labelled_lines(summary_rows(report, source=source)))
-    else:
-        print(summary(report, source=source))
+    figures()
     if args.map and timeline is not None:
         from bootmem.report.terminal import MAP_CELLS, print_maps
 

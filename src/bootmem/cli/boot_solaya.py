@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bootmem.cli.output import print_json, printable
+from bootmem.cli.output import printable
 from bootmem.errors import UsageError
 from bootmem.kernel.boot import DEFAULT_RAM_BASE
 from bootmem.kernel.solaya import DEFAULT_KERNEL_SIZE, QEMU_VIRT_DRAM, SolayaMachine, SolayaReport, boot
@@ -21,7 +21,7 @@ _LINUX_ONLY = {
 
 def run(args: argparse.Namespace) -> int:
     """Boot ``args.initrd`` as Solaya; print its log, the figures and every difference from Linux."""
-    from bootmem.cli.boot import read_initrd, summary_rows, write_files
+    from bootmem.cli.boot import read_initrd, show, summary_rows
     from bootmem.fdt import read_blob
 
     if parse_address(args.base) not in (DEFAULT_RAM_BASE, QEMU_VIRT_DRAM):
@@ -51,24 +51,13 @@ def run(args: argparse.Namespace) -> int:
         report = boot(image, machine=machine, dtb=dtb)
     timeline = recorder.timeline(report) if recorder is not None else None
     source = str(args.initrd) if args.initrd else "built-in example"
-    write_files(args, report, timeline, title=f"Where Solaya's boot memory goes: {source}")
-    if args.json:
-        print_json(report.to_json())
-        return 0 if report.ok else 1
-    print(report.log)
-    print()
-    rows = summary_rows(report, source=source)
-    rows = [row for row in rows if row[0] != "freed"]
-    print("\n".join(f"{label:<12} {value}" for label, value, _owner in rows))
-    print("\n".join(solaya_lines(report)))
-    if args.map and timeline is not None:
-        from rich.console import Console
 
-        from bootmem.report.terminal import MAP_CELLS, print_maps
+    def figures() -> None:
+        rows = [row for row in summary_rows(report, source=source) if row[0] != "freed"]
+        print("\n".join(f"{label:<12} {value}" for label, value, _owner in rows))
+        print("\n".join(solaya_lines(report)))
 
-        print()
-        print_maps(timeline.maps(MAP_CELLS), Console(highlight=False))
-    return 0 if report.ok else 1
+    return show(args, report, timeline, title=f"Where Solaya's boot memory goes: {source}", figures=figures)
 
 
 def solaya_lines(report: SolayaReport) -> list[str]:
