@@ -122,3 +122,10 @@ def test_an_empty_initrd_boots_as_no_initrd(source: str, tmp_path: Path) -> None
     assert "Traceback" not in proc.stderr
     budget = bootmem("budget", path)
     assert "no init" in one_line_error(budget)
+
+
+def test_a_machine_of_one_tebibyte_boots_in_a_small_address_space() -> None:
+    # RAM is mapped a section at a time: 1 TiB needs address space for what the boot touches.
+    proc = bootmem("boot", "--mem", "1T")
+    assert proc.returncode == 0, proc.stderr
+    assert "Freeing initrd memory:" in proc.stdout

@@ -142,6 +142,19 @@ def test_a_write_error_on_stdout_is_reported(
     assert proc.stderr.decode() == "bootmem: error: write error: No space left on device\n"
 
 
+def test_running_out_of_host_memory_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, image: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bootmem.initramfs
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(bootmem.initramfs, "open", exhausted)
+    assert main(["ls", str(image)]) == 1
+    assert capsys.readouterr().err == "bootmem: error: out of host memory in ls\n"
+
+
 def test_a_reader_that_goes_away_keeps_the_exit_status(image: Path, broken_image: Path) -> None:
     for path, status in ((image, 0), (broken_image, 1)):
         unpiped = bootmem("boot", "--mem", "64M", "--initrd", str(path))

@@ -247,6 +247,22 @@ def test_non_initramfs_image_is_kept_as_initrd_image_only_with_blk_dev_ram(
     assert pa.leases() == []
 
 
+def test_a_host_failure_in_the_unpack_is_raised_not_a_busy_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The failure's traceback holds a slice of the initrd's view, so the lease cannot close; the
+    # failure is what the caller sees (the CLI: "out of host memory"), not RegionBusyError.
+    def fail(data: memoryview, fs: object, **kwargs: object) -> None:
+        head = data[:6]
+        raise MemoryError(bytes(head))
+
+    monkeypatch.setattr(unpack, "unpack_to_rootfs", fail)
+    image = archive(f("a", b"x"))
+    pa = PageAllocator(base=0, size=16 << 20)
+    pa.reserve(0x10000, 0x10000 + len(image), name="initrd")
+    pa.memory.write(0x10000, image)
+    with pytest.raises(MemoryError, match="070701"):
+        unpack_initrd(pa, 0x10000, 0x10000 + len(image), fresh_fs())
+
+
 def test_skipped_entries() -> None:
     # do_header: c_namesize 0 or over PATH_MAX is skipped whole; a symlink over PATH_MAX too.
     image = (

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
 
 import pytest
 
 from bootmem.errors import InvalidRangeError
 from bootmem.mm import PAGE_SIZE, PhysicalMemory
+from bootmem.mm.ram import SECTION_SIZE
 
 BASE = 0x8000_0000
 
@@ -98,3 +101,27 @@ def test_one_tebibyte_costs_only_pages_touched() -> None:
         assert ram.read(1 << 36, 5) == b"touch"
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert after - before < 64 * 1024  # KiB
+
+
+def test_a_view_across_two_sections_is_one_window() -> None:
+    with PhysicalMemory(0, 2 * SECTION_SIZE) as ram:
+        ram.write(SECTION_SIZE - 3, b"across")
+        view = ram.view(SECTION_SIZE - 3, 6)
+        assert bytes(view) == b"across"
+        view[5] = ord("!")
+        view.release()
+        assert ram.read(SECTION_SIZE - 3, 6) == b"across"[:5] + b"!"
+
+
+def test_views_map_the_sections_they_touch_not_all_of_ram() -> None:
+    # 1 TiB of RAM in an address space of 2 GiB: a mapping of all of it could not be made.
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from bootmem.mm import PhysicalMemory\n"
+        "ram = PhysicalMemory(0, 1 << 40)\n"
+        "for addr in (0, 1 << 39, (1 << 40) - 4096):\n"
+        "    view = ram.view(addr, 4096); view[0] = 7; view.release()\n"
+        "    assert ram.read(addr, 1) == bytes([7])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

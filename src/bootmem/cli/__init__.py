@@ -103,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Host-side failures (a missing input file, a full disk): one line, no traceback.
             _error(_describe_os_error(exc, getattr(args, "image", None)))
             return trouble
+        except MemoryError:
+            # The host ran out (an address-space limit, a machine without swap): one line.
+            _error(f"out of host memory in {first or 'bootmem'}")
+            return trouble
         except KeyboardInterrupt:
             return 130
     return status

@@ -53,6 +53,7 @@ from bootmem.errors import (
     DecompressorError,
     ImageError,
     MissingCodecError,
+    RegionBusyError,
     TmpfsError,
     TmpfsNoSpaceError,
 )
@@ -902,8 +903,13 @@ def unpack_initrd(
                 )
         finally:
             view.release()
-    finally:
-        lease.close()
+    except BaseException:
+        # A host failure (MemoryError, ENOMEM from mmap) raised inside the unpack: its traceback's
+        # frames hold slices of the view, so the lease cannot close yet; the failure is the error.
+        with contextlib.suppress(RegionBusyError):
+            lease.close()
+        raise
+    lease.close()
     return result
 
 

@@ -33,6 +33,11 @@ FALLOC_FL_PUNCH_HOLE = 0x02
 #: hold one entry per maximal block (4 MiB), about 25 MB of the host's memory per TiB.
 MAX_RAM_SIZE = 1 << 40
 
+#: Views are slices of mappings of this many bytes of the memory file, each made when first
+#: needed (Linux's sparsemem section on x86-64, SECTION_SIZE_BITS 27): a machine of 1 TiB costs
+#: the host address space for the sections it touches, not for all of its RAM.
+SECTION_SIZE = 128 << 20
+
 _HOST_PAGE = mmap.ALLOCATIONGRANULARITY
 _FILL_CHUNK = 1 << 20
 
@@ -93,7 +98,7 @@ class PhysicalMemory:
         self._fd = os.memfd_create(name, os.MFD_CLOEXEC)
         self._finalizer = weakref.finalize(self, _close_fd, self._fd)
         os.ftruncate(self._fd, size)
-        self._map: mmap.mmap | None = None
+        self._sections: dict[int, mmap.mmap] = {}  # file offset // SECTION_SIZE -> its mapping
         self._pending: RegionList[int] = RegionList()  # bytes that read as a fill not yet written
         self._lock = threading.Lock()
 
@@ -106,10 +111,12 @@ class PhysicalMemory:
         return self._fd
 
     def close(self) -> None:
-        """Drop the whole-RAM mapping and the memory file; views handed out must be released first."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        """Drop the mappings and the memory file; views handed out must be released first."""
+        with self._lock:
+            sections = list(self._sections.values())
+            self._sections.clear()
+        for section in sections:
+            section.close()
         self._finalizer()
 
     def __enter__(self) -> PhysicalMemory:
@@ -216,18 +223,29 @@ class PhysicalMemory:
     def view(self, addr: int, n: int) -> memoryview:
         """A writable zero-copy window onto the ``n`` bytes at ``addr``.
 
-        The window is a slice of one mapping of all of RAM; release it (``view.release()`` or drop
-        every reference) before :meth:`close`.
+        A window inside one :data:`SECTION_SIZE` section of the memory file is a slice of that
+        section's mapping; one across sections has a mapping of its own, unmapped when its last
+        view goes.  Release views (``view.release()`` or drop every reference) before
+        :meth:`close`.
         """
         offset = self._offset(addr, n)
         self._materialise(offset, n)
-        whole = self._map
-        if whole is None:
+        if n == 0:
+            return memoryview(bytearray())
+        index = offset // SECTION_SIZE
+        if (offset + n - 1) // SECTION_SIZE != index:
+            window, delta = self.map_window(addr, n)
+            return memoryview(window)[delta : delta + n]
+        section = self._sections.get(index)
+        if section is None:
             with self._lock:
-                if self._map is None:
-                    self._map = mmap.mmap(self._fd, self.size)
-                whole = self._map
-        return memoryview(whole)[offset : offset + n]
+                section = self._sections.get(index)
+                if section is None:
+                    start = index * SECTION_SIZE
+                    section = mmap.mmap(self._fd, min(SECTION_SIZE, self.size - start), offset=start)
+                    self._sections[index] = section
+        start = offset - index * SECTION_SIZE
+        return memoryview(section)[start : start + n]
 
     def map_window(self, addr: int, n: int) -> tuple[mmap.mmap, int]:
         """A dedicated mapping covering ``[addr, addr + n)`` and the offset of ``addr`` inside it.
