@@ -145,12 +145,12 @@ def test_a_write_error_on_stdout_is_reported(
 def test_running_out_of_host_memory_is_one_line(
     monkeypatch: pytest.MonkeyPatch, image: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import bootmem.initramfs
+    from bootmem.initramfs.image import Image
 
     def exhausted(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(bootmem.initramfs, "open", exhausted)
+    monkeypatch.setattr(Image, "__init__", exhausted)
     assert main(["ls", str(image)]) == 1
     assert capsys.readouterr().err == "bootmem: error: out of host memory in ls\n"
 
