@@ -11,6 +11,7 @@ from bootmem.kernel.arch import X86_64
 from bootmem.kernel.boot import BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
 from bootmem.report.budget import Budget, find_budget, memory_limit, parse_dmesg
+from tests.initramfs.corpus import archive, d
 from tests.report.conftest import make_image
 
 DMESG = """\
@@ -119,15 +120,8 @@ def test_x86_64_profile_struct_pages_and_hash_tables_count() -> None:
 
 
 def test_an_image_without_init_does_not_boot_at_any_size() -> None:
-    import io
-
-    from bootmem.initramfs.cpio import CpioWriter, Entry
-
-    out = io.BytesIO()
-    with CpioWriter(out) as w:
-        w.add(Entry("etc", 0o40755, c_ino=1))
     with pytest.raises(BootError, match="no init"):
-        find_budget(out.getvalue(), kernel_size=1 << 20)
+        find_budget(archive(d("etc")), kernel_size=1 << 20)
 
 
 def test_parse_dmesg() -> None:
@@ -179,5 +173,5 @@ def test_a_probe_log_calibrates_the_runtime_and_the_budget_counts_it() -> None:
     with_runtime = find_budget(image, arch=arch)
     assert with_runtime.released.min_ram > without.released.min_ram + (16 << 20)
     assert with_runtime.released.limit == "kernel" and "the kernel's own" in with_runtime.released.reason
-    below = _boot(with_runtime, image, with_runtime.released.min_ram - with_runtime.released.step, False)
+    below = assert_boundary(with_runtime, image)[False]
     assert below.ok and memory_limit(below, arch, with_runtime.workspace, with_runtime.init_free) == "kernel"
