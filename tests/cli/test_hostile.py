@@ -14,13 +14,14 @@ from bootmem.errors import InvalidRangeError
 from bootmem.fdt import DeviceTree
 from bootmem.mm.ram import MAX_RAM_SIZE, PhysicalMemory
 from tests.conftest import bootmem_env
+from tests.initramfs.corpus import archive, f
 
 # Host memory a refused command may use: the interpreter, numpy and the default 256M machine's
 # mappings, far below what reading the input or modelling the RAM would cost.
 ADDRESS_SPACE = 2 << 30
 
 
-def bootmem(*args: str) -> subprocess.CompletedProcess[str]:
+def bootmem(*args: str, stdin: int | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m bootmem ARGS`` with its address space limited to :data:`ADDRESS_SPACE`."""
 
     def limit() -> None:
@@ -31,6 +32,7 @@ def bootmem(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=bootmem_env(),
+        stdin=stdin,
         preexec_fn=limit,
         timeout=120,
         check=False,
@@ -129,3 +131,43 @@ def test_a_machine_of_one_tebibyte_boots_in_a_small_address_space() -> None:
     proc = bootmem("boot", "--mem", "1T")
     assert proc.returncode == 0, proc.stderr
     assert "Freeing initrd memory:" in proc.stdout
+
+
+def endless_pipe() -> subprocess.Popen[bytes]:
+    """A process writing zeros to its stdout until its reader goes away."""
+    return subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE)
+
+
+def test_an_endless_initrd_on_standard_input_is_refused_after_the_ram_it_must_fit() -> None:
+    zeros = endless_pipe()
+    try:
+        proc = bootmem("boot", "--initrd", "-", stdin=zeros.stdout.fileno() if zeros.stdout else None)
+    finally:
+        zeros.kill()
+        zeros.wait()
+    fragment = "initrd standard input is larger than the 256.0 MiB of RAM it must be loaded into"
+    assert fragment in one_line_error(proc)
+
+
+def test_an_initrd_on_standard_input_boots(tmp_path: Path) -> None:
+    image = tmp_path / "small.img"
+    image.write_bytes(archive(f("init", b"#!/bin/sh\n", 0o755)))
+    cat = subprocess.Popen(["cat", str(image)], stdout=subprocess.PIPE)
+    proc = bootmem("boot", "--mem", "64M", "--initrd", "-", stdin=cat.stdout.fileno() if cat.stdout else None)
+    cat.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert "Freeing initrd memory: 4K" in proc.stdout and "standard input" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["ls", "examine", "extract"])
+def test_an_endless_image_on_standard_input_stops_at_max_size(command: str, tmp_path: Path) -> None:
+    # A pipe is copied to a temporary file, not to memory, and no further than --max-size.
+    zeros = endless_pipe()
+    args = [command, "--max-size", "64M", "-"] + ([str(tmp_path / "dest")] if command == "extract" else [])
+    try:
+        proc = bootmem(*args, stdin=zeros.stdout.fileno() if zeros.stdout else None)
+    finally:
+        zeros.kill()
+        zeros.wait()
+    fragment = f"standard input is not seekable and passes {64 << 20} bytes, the most read from a pipe"
+    assert fragment in one_line_error(proc)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import mmap
 import os
 import stat
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bootmem.cli.inputs import BOOT_MAX_SIZE_HELP, add_max_size, max_size
 from bootmem.cli.output import console, print_json, styled
@@ -77,7 +81,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def add_machine_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe the machine and the image (shared with ``budget``)."""
     p.add_argument(
-        "--initrd", type=Path, metavar="IMAGE", help="the initramfs image (default: built-in example)"
+        "--initrd",
+        type=Path,
+        metavar="IMAGE",
+        help="the initramfs image, or - for standard input (default: built-in example)",
     )
     p.add_argument("--mem", default="256M", metavar="SIZE", help="RAM size (default 256M)")
     add_max_size(p, BOOT_MAX_SIZE_HELP)
@@ -131,33 +138,47 @@ def rootfs_limit(text: str | None) -> tuple[float | None, int | None]:
     return parse_size_or_share(text)
 
 
-def read_initrd(path: Path | None, limit: int) -> bytes:
-    """The image at ``path`` (the built-in example for ``None``), refused if above ``limit`` bytes.
+def read_initrd(path: Path | None, limit: int) -> bytes | memoryview:
+    """The image at ``path`` (``-`` for standard input, ``None`` for the built-in example),
+    refused if above ``limit`` bytes.
 
-    The size is checked before the data is read: with ``fstat`` for a regular file, and by
-    reading at most ``limit + 1`` bytes from anything else (a pipe, ``/dev/zero``), so host
-    memory stays within the RAM the image must fit in.  Raises :class:`UsageError` naming the
-    file and both sizes.
+    The size is checked before the data is read: with ``fstat`` for a regular file, which is
+    then mapped, not copied; anything else (a pipe, ``/dev/zero``) is copied to a temporary
+    file in pieces, at most ``limit + 1`` bytes, and that file is mapped.  So host memory does
+    not grow with the image beyond the page cache.  Raises :class:`UsageError` naming the file
+    and both sizes.
     """
     if path is None:
         return example_image()
-    with path.open("rb") as f:
+    name = "standard input" if str(path) == "-" else repr(os.fsdecode(path))
+    too_large = f"initrd {name} is larger than the {format_size(limit)} of RAM it must be loaded into"
+    with contextlib.ExitStack() as stack:
+        if str(path) == "-":
+            f: BinaryIO = sys.stdin.buffer
+        else:
+            f = stack.enter_context(path.open("rb"))
         info = os.fstat(f.fileno())
-        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
-            raise UsageError(
-                f"initrd {os.fsdecode(path)!r} of {info.st_size} bytes is larger than the "
-                f"{format_size(limit)} of RAM it must be loaded into"
-            )
-        # In pieces: read(limit + 1) would allocate its whole buffer first.
-        data = bytearray()
-        while len(data) <= limit:
-            piece = f.read(min(1 << 20, limit + 1 - len(data)))
-            if not piece:
-                return bytes(data)
-            data += piece
-    raise UsageError(
-        f"initrd {os.fsdecode(path)!r} is larger than the {format_size(limit)} of RAM it must be loaded into"
-    )
+        if stat.S_ISREG(info.st_mode) and f.seekable() and f.tell() == 0:
+            if info.st_size > limit:
+                raise UsageError(f"initrd {name} of {info.st_size} bytes is larger than the "
+                                 f"{format_size(limit)} of RAM it must be loaded into")  # fmt: skip
+            return _mapped(f, info.st_size)
+        spool = stack.enter_context(tempfile.TemporaryFile(prefix="bootmem-initrd-"))
+        size = 0
+        while piece := f.read(min(1 << 20, limit + 1 - size)):
+            size += len(piece)
+            if size > limit:
+                raise UsageError(too_large)
+            spool.write(piece)
+        spool.flush()
+        return _mapped(spool, size)
+
+
+def _mapped(f: BinaryIO, size: int) -> bytes | memoryview:
+    """The first ``size`` bytes of ``f``, mapped read-only (the mapping outlives ``f``)."""
+    if size == 0:
+        return b""
+    return memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ))
 
 
 def ram_limit(machine: Machine, dtb: bytes | None) -> int:
@@ -206,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
             report, timeline = record_boot(image, observer=count, **options)
         else:
             report = boot(image, observer=count, **options)
-    source = str(args.initrd) if args.initrd else "built-in example"
+    source = "built-in example" if args.initrd is None else str(args.initrd)
+    source = "standard input" if source == "-" else source
 
     def figures() -> None:
         if styled():

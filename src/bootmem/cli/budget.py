@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         arch = calibrate(arch, list(logs))
     kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed
     share, size = parse_size_or_share(args.rootfs_size) if args.rootfs_size else (None, None)
-    image = read_initrd(args.image, MAX_RAM_SIZE)
+    image = bytes(read_initrd(args.image, MAX_RAM_SIZE))
     cap = max_size(args)
     with progress_bar("budget", total=None) as bar:
 

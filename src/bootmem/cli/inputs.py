@@ -20,7 +20,8 @@ def image_source(name: str) -> str | BinaryIO:
 
 MAX_SIZE_HELP = (
     "stop with an error once the image's compressed members decompress past SIZE bytes "
-    "(default: 64 times their compressed size, at least 256M; NUL padding does not count)"
+    "(default: 64 times their compressed size, at least 256M; NUL padding does not count), "
+    "or once an image read from a pipe passes SIZE bytes (default 4G)"
 )
 BOOT_MAX_SIZE_HELP = (
     "stop the unpack ('decompressor failed') once the initrd's members decompress past SIZE bytes "

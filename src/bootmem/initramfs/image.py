@@ -27,6 +27,7 @@ import builtins
 import contextlib
 import io
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,10 @@ from bootmem.initramfs.compress import (
 )
 from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
 from bootmem.initramfs.uki import initrd_section
+
+#: The most bytes read from a source that cannot be seeked (a pipe) when ``max_decompressed``
+#: is not given: they are copied to a temporary file, so host memory does not grow with them.
+DEFAULT_PIPE_LIMIT = 4 << 30
 
 SegmentFormat = Literal["newc", "crc", "mixed"]
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
@@ -164,14 +169,37 @@ class _EntryFile(io.RawIOBase):
         return len(data)
 
 
-def _image_of(source: Source) -> _MemoryImage | _FileImage:
+def _image_of(source: Source, limit: int | None = None) -> _MemoryImage | _FileImage:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _MemoryImage(source)
     if isinstance(source, (str, os.PathLike)):
         return _FileImage(builtins.open(os.fspath(source), "rb"), owned=True)
     if source.seekable():
         return _FileImage(source, owned=False)
-    return _MemoryImage(source.read())
+    return _spool(source, DEFAULT_PIPE_LIMIT if limit is None else limit)
+
+
+def _spool(source: BinaryIO, limit: int) -> _FileImage:
+    """``source``'s bytes, copied in pieces to a temporary file; :class:`ImageError` past
+    ``limit`` bytes (an endless pipe, ``/dev/zero``)."""
+    spool = tempfile.TemporaryFile(prefix="bootmem-image-")  # noqa: SIM115 - the image owns it
+    try:
+        size = 0
+        while piece := source.read(min(1 << 20, limit + 1 - size)):
+            size += len(piece)
+            if size > limit:
+                name = _file_name(source)
+                name = "standard input" if name in (None, "<stdin>") else repr(name)
+                raise ImageError(
+                    f"{name} is not seekable and passes {limit} bytes, the most read from a pipe "
+                    "(set another with --max-size, max_decompressed=)"
+                )
+            spool.write(piece)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return _FileImage(spool, owned=True)
 
 
 def _file_name(source: Source) -> str | None:
@@ -216,7 +244,7 @@ class Image:
         strict: bool = True,
         max_entries: int | None = None,
     ) -> None:
-        self._image = _image_of(source)
+        self._image = _image_of(source, max_decompressed)
         self.name: str | None = (
             os.fspath(source) if isinstance(source, (str, os.PathLike)) else _file_name(source)
         )
@@ -470,7 +498,9 @@ def open(
     """Open an initramfs image for reading.
 
     ``source`` is a path, a binary file object (seekable ones are read in place from their
-    current position; others are read whole) or a bytes-like object (a ``memoryview`` is used
+    current position; others, a pipe, are copied to a temporary file first, at most
+    ``max_decompressed`` bytes or :data:`DEFAULT_PIPE_LIMIT`) or a bytes-like object (a
+    ``memoryview`` is used
     without copying).  ``max_decompressed`` caps the decompressed bytes of the whole image
     (default: :data:`DEFAULT_RATIO` times its members' compressed bytes, at least
     :data:`DEFAULT_MIN_CAP`).  ``strict=False`` reads as init/initramfs.c does: entries it
@@ -486,6 +516,7 @@ def open(
 
 __all__ = [
     "DEFAULT_MIN_CAP",
+    "DEFAULT_PIPE_LIMIT",
     "DEFAULT_RATIO",
     "MAGIC_CRC",
     "MAGIC_NEWC",
