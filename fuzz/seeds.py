@@ -122,6 +122,8 @@ def image_seeds() -> dict[str, bytes]:
     seeds["early-only"] = early
     seeds["not-cpio"] = b"\x00\x00\x00\x00hsqs" + b"\xaa" * 60
     seeds["empty"] = b""  # a zero-length initrd: no initrd, as Linux
+    # A raw archive that ends inside a file's data: no error, and that file is left short.
+    seeds["raw-cut-inside-data"] = cut_inside_data()
     seeds.update(_hostile_skips())
     seeds["odc"] = b"070707" + b"0" * 70
     # A unified kernel image: the initrd in a PE file's .initrd section.
@@ -148,6 +150,13 @@ def _hostile_skips() -> dict[str, bytes]:
         seeds[f"hostile-skip-{kind}-gzip"] = compress(body, "gzip")
         seeds[f"hostile-skip-{kind}-raw"] = head + bytes(4096)
     return seeds
+
+
+def cut_inside_data() -> bytes:
+    """A raw archive cut 1,000 bytes into the data of a file of three pages (found by the
+    unpack harness, which took the short file for a write error)."""
+    whole = archive((Entry("big", 0o100644, c_mtime=MTIME), b"x" * 3 * 4096))
+    return whole[: whole.index(b"big\0") + 4 + 1000]
 
 
 def _own_archive(fmt: Format = "newc") -> bytes:

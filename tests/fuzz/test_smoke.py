@@ -64,3 +64,8 @@ def test_smoke(target: str) -> None:
     for _ in range(RUNS[target]):
         data = mutate(rng, rng.choice(corpus), rng.choice(corpus), harness.MAX_LEN)
         one(data)
+
+
+def test_a_raw_archive_cut_inside_a_file_leaves_it_short_without_an_error() -> None:
+    # As Linux does: write_buffer() consumes what is there; the harness must not call it a crash.
+    fuzz_unpack.TestOneInput(seeds.cut_inside_data())
