@@ -122,6 +122,11 @@ def image_seeds() -> dict[str, bytes]:
     seeds["early-only"] = early
     seeds["not-cpio"] = b"\x00\x00\x00\x00hsqs" + b"\xaa" * 60
     seeds["empty"] = b""  # a zero-length initrd: no initrd, as Linux
+    # Directories nested 1,100 deep, compressed (16 KB): the model's tree, removed by the unpack
+    # harness, is deeper than Python's recursion limit.
+    seeds["nested-1100-directories-gzip"] = compress(
+        archive(*[Entry("/".join(["n"] * k), 0o40755) for k in range(1, 1101)]), "gzip"
+    )
     # A raw archive that ends inside a file's data: no error, and that file is left short.
     seeds["raw-cut-inside-data"] = cut_inside_data()
     seeds.update(_hostile_skips())

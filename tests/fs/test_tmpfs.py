@@ -974,3 +974,17 @@ def test_ramfs_has_no_limits_and_no_dirent_sizes(pa: PageAllocator) -> None:
     assert rootfs_pages(pa) == RAM_PAGES - 7
     with pytest.raises(TmpfsNoSpaceError):  # only the allocator's pages bound it
         fs.write_file("/more", bytes(8 * PAGE_SIZE))
+
+
+def test_remove_path_of_a_tree_deeper_than_the_recursion_limit(pa: PageAllocator) -> None:
+    fs = Tmpfs(pa, inode_limit=4000)
+    path = ""
+    for _ in range(3000):
+        path += "/d"
+        fs.mkdir(path, 0o755)
+    fs.write_file(path + "/f", b"x" * PAGE_SIZE)
+    used = fs.used_pages
+    assert fs.remove_path("/d")
+    assert fs.listdir("/") == []
+    assert fs.used_pages == used - 1
+    assert fs.root.nlink == 2

@@ -847,15 +847,27 @@ class Tmpfs:
             inode.nlink += 1
 
     def _detach(self, parent: Inode, name: str) -> None:
-        """Remove ``parent``'s entry ``name``, a directory's contents first."""
-        assert parent.entries is not None
+        """Remove ``parent``'s entry ``name``, a directory's contents first (without recursion:
+        a tree may be deeper than Python's recursion limit)."""
         if len(self._dirs) > 1:
             self._dirs = {"": self.root}
+        work = [(parent, name, False)]
+        while work:
+            parent, name, emptied = work.pop()
+            assert parent.entries is not None
+            inode = parent.entries[name]
+            if inode.entries and not emptied:
+                work.append((parent, name, True))
+                work.extend((inode, child, False) for child in reversed(inode.entries))
+                continue
+            self._unlink_entry(parent, name)
+
+    def _unlink_entry(self, parent: Inode, name: str) -> None:
+        """Remove ``parent``'s entry ``name``, an empty directory or anything else."""
+        assert parent.entries is not None
         inode = parent.entries.pop(name)
         parent.size -= self._dirent
         if inode.entries is not None:
-            for child in list(inode.entries):
-                self._detach(inode, child)
             parent.nlink -= 1
             inode.nlink = 0
             inode.parent = None
