@@ -194,3 +194,75 @@ def test_ls_says_what_matched_nothing(image: Path, capsys: pytest.CaptureFixture
     assert main(["ls", str(image), "etc", "nothing/*", "--segment", "0,7"]) == 1
     err = capsys.readouterr().err
     assert "'nothing/*'" in err and "segment 7" in err
+
+
+def _extract(capfdbinary: pytest.CaptureFixture[bytes], *argv: str) -> tuple[int, bytes, str]:
+    status = main(["extract", *argv])
+    out, err = capfdbinary.readouterr()
+    return status, out, err.decode()
+
+
+def _files_under(root: Path) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(dirpath, name), root)
+        for dirpath, _dirs, names in os.walk(root)
+        for name in names
+    }
+
+
+def test_extract_writes_only_the_chosen_entries(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    patterns = ("usr/lib/modules/**/*.ko", "etc/udev")
+    chosen = _ls(capsys, str(image), *patterns)
+    dest = tmp_path / "x"
+    assert main(["extract", str(image), str(dest), *patterns]) == 0
+    assert _files_under(dest) == {name for name in chosen if (dest / name).is_file()}
+    assert {name for name in chosen if name.endswith(".ko")} <= _files_under(dest)
+    assert not (dest / "init").exists() and not (dest / "usr/bin").exists()
+
+
+def test_extract_segment_writes_that_segment_only(image: Path, tmp_path: Path) -> None:
+    assert main(["extract", str(image), str(tmp_path / "early"), "--segment", "0"]) == 0
+    assert _files_under(tmp_path / "early") == {corpus.MICROCODE_NAME}
+
+
+def test_extract_names_patterns_that_matched_nothing(
+    image: Path, tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    status, _out, err = _extract(capfdbinary, str(image), str(tmp_path / "x"), "init", "no/such*")
+    assert status == 1 and err.count("\n") == 1 and "'no/such*'" in err
+    assert (tmp_path / "x" / "init").is_file()
+
+
+@pytest.mark.peer
+def test_extract_to_stdout_agrees_with_bsdtar(
+    tree: Path, capfdbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    bsdtar = require_tool("bsdtar")
+    archive = tmp_path / "main.cpio"
+    archive.write_bytes(corpus.peer_archive(tree, "bsdcpio"))
+    # Directories select what is under them for both; the hardlinked rules are written once.
+    for chosen in (["init"], ["usr/lib/firmware", "etc/udev", "init"], ["usr/lib/x86_64-linux-gnu"]):
+        want = subprocess.run([bsdtar, "-xOf", str(archive), *chosen], capture_output=True, check=True).stdout
+        assert want
+        assert _extract(capfdbinary, "-O", str(archive), *chosen)[:2] == (0, want), chosen
+
+
+def test_extract_to_stdout_globs_segments_and_later_entries_win(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    etc = corpus.d("etc")
+    first = corpus.archive((etc, b""), corpus.f("etc/motd", b"old "), corpus.f("etc/issue", b"issue "))
+    second = corpus.archive(corpus.f("./etc/motd", b"new "), corpus.f("etc/hosts", b"hosts "))
+    path = tmp_path / "two.img"
+    path.write_bytes(first + corpus.peer_compress(second, "gzip"))
+    assert _extract(capfdbinary, "-O", str(path), "etc/*")[:2] == (0, b"issue new hosts ")
+    assert _extract(capfdbinary, "-O", str(path), "etc/m*", "--segment", "0")[:2] == (0, b"old ")
+    uki = tmp_path / "uki.efi"
+    uki.write_bytes(corpus.pe_with_initrd(first + second))
+    assert _extract(capfdbinary, "-O", str(uki), "etc/motd")[:2] == (0, b"new ")
+    status, out, err = _extract(capfdbinary, "-O", str(path), "etc/hosts", "--segment", "0,5")
+    assert (status, out) == (1, b"") and "'etc/hosts'" in err and "segment 5" in err
+    status, _out, err = _extract(capfdbinary, str(path))
+    assert status == 1 and "DIR" in err

@@ -49,18 +49,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_cat(args: argparse.Namespace) -> int:
-    from bootmem.initramfs.contents import iter_data, locate
+    from bootmem.initramfs.contents import copy_data, locate
 
     out = sys.stdout.buffer
     with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
-        found = locate(img, args.paths)
-        # One pass when the files come in image order; otherwise a pass per file keeps the
-        # command line's order without holding any file in memory.
-        keys = [(f.data.segment, f.data.offset) for f in found]
-        groups = [found] if keys == sorted(keys) and len(set(keys)) == len(keys) else [[f] for f in found]
-        for group in groups:
-            for _entry, chunk in iter_data(img, [f.data for f in group]):
-                out.write(chunk)
+        copy_data(img, locate(img, args.paths), out)
     out.flush()
     return 0
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from bootmem.cli.inputs import add_max_size, image_source, max_size
+from bootmem.cli.inputs import IMAGE_HELP, add_max_size, add_selection, image_source, max_size, selection
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
@@ -36,11 +36,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "Under every filter nothing is written outside DIR, a name with '..' is refused and no write "
             "or hardlink goes through a symlink. A refused entry is skipped with a one-line warning and "
             "extraction goes on; the exit status is then 1 (--strict stops at the first). An error in "
-            "the image ends extraction where the kernel would stop, with exit status 1."
+            "the image ends extraction where the kernel would stop, with exit status 1. PATTERNs and "
+            "--segment choose what is written, as for `bootmem ls`: missing parent directories of a "
+            "chosen entry are made with mode 0755. -O writes the data of the chosen regular files to "
+            "stdout instead, as `tar -xO` does, and takes no DIR."
         ),
     )
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("dest", metavar="DIR")
+    p.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    p.add_argument("dest", metavar="DIR", nargs="?", help="where to extract (not with -O)")
+    add_selection(p)
+    p.add_argument(
+        "-O", "--to-stdout", action="store_true",
+        help="write the chosen files' data to stdout (a path's last entry wins; symlinks are not followed)",
+    )  # fmt: skip
     p.add_argument(
         "--filter",
         choices=list(FILTERS),
@@ -48,7 +56,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help=f"extraction filter (default: {DEFAULT_FILTER})",
     )
     p.add_argument("--strict", action="store_true", help="stop at the first entry that cannot be extracted")
-    p.add_argument("--segment", type=int, metavar="N", help="extract only segment N (see `bootmem examine`)")
     add_max_size(p)
     p.set_defaults(func=cmd_extract)
 
@@ -107,14 +114,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from bootmem.errors import UsageError
     from bootmem.initramfs.extract import extractall
 
+    if args.to_stdout:
+        # No DIR with -O: the first word after IMAGE is a pattern, as in `tar -xOf IMAGE PATTERN`.
+        args.patterns = [args.dest, *args.patterns] if args.dest is not None else args.patterns
+        return _extract_to_stdout(args)
+    if args.dest is None:
+        raise UsageError("extract needs a destination DIR (or -O to write to stdout)")
     with _progress() as progress:
         result = extractall(
             image_source(args.image),
             args.dest,
             filter=args.filter,
-            segment=args.segment,
+            selection=selection(args),
             progress=progress,
             strict=args.strict,
             max_decompressed=max_size(args),
@@ -137,6 +151,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
         warn(f"bootmem: error: {printable(result.error.detail)}")
         return 1
     return 1 if result.skipped else 0
+
+
+def _extract_to_stdout(args: argparse.Namespace) -> int:
+    from bootmem.errors import UsageError
+    from bootmem.initramfs import open as open_image
+    from bootmem.initramfs.contents import copy_data, locate_selected
+
+    chosen = selection(args)
+    out = sys.stdout.buffer
+    with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
+        copy_data(img, locate_selected(img, chosen), out)
+    out.flush()
+    if missing := chosen.unmatched():
+        raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
+    return 0
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import sys
 from typing import BinaryIO
 
 from bootmem.errors import UsageError
+from bootmem.initramfs.select import Selection, parse_segments
 from bootmem.units import parse_size
 
 IMAGE_HELP = "the image: a file, a unified kernel image (its .initrd), or '-' for standard input"
@@ -43,3 +44,18 @@ def max_size(args: argparse.Namespace) -> int | None:
     if size <= 0:
         raise UsageError(f"--max-size {text!r}: the cap must be more than 0 bytes")
     return size
+
+
+PATTERN_HELP = "only paths matching these globs, or under them (`*` within a name, `**` across directories)"
+
+
+def add_selection(parser: argparse.ArgumentParser, what: str = "entries") -> None:
+    """Add ``PATTERN...`` (after the positionals added before) and ``--segment N[,M]``: the
+    selection of :mod:`bootmem.initramfs.select` that ``ls``, ``extract`` and ``diff`` share."""
+    parser.add_argument("patterns", metavar="PATTERN", nargs="*", help=PATTERN_HELP)
+    parser.add_argument("--segment", metavar="N[,M]", help=f"only {what} of these segments (0 is the first)")
+
+
+def selection(args: argparse.Namespace) -> Selection:
+    """The :class:`Selection` that ``args.patterns`` and ``args.segment`` say."""
+    return Selection(args.patterns, parse_segments(args.segment) if args.segment else None)

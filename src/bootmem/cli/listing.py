@@ -16,12 +16,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from bootmem.cli.inputs import IMAGE_HELP, add_max_size, image_source, max_size
+from bootmem.cli.inputs import IMAGE_HELP, add_max_size, add_selection, image_source, max_size, selection
 from bootmem.cli.output import print_json, printable
 from bootmem.errors import UsageError
 from bootmem.initramfs import Entry, Image, Segment
 from bootmem.initramfs import open as open_image
-from bootmem.initramfs.select import Selection, parse_segments
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -32,12 +31,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="List every entry of every segment of IMAGE, in order, as the kernel sees them.",
     )
     ls.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
-    ls.add_argument(
-        "patterns", metavar="PATTERN", nargs="*",
-        help="only paths matching these globs, or under them (`*` within a name, `**` across directories)",
-    )  # fmt: skip
+    add_selection(ls)
     ls.add_argument("-l", dest="long", action="store_true", help="long listing, as `ls -l`")
-    ls.add_argument("--segment", metavar="N[,M]", help="only entries of these segments (0 is the first)")
     ls.add_argument(
         "--sort", choices=("image", "name", "size"), default="image",
         help="image order (default), by name, or largest first",
@@ -104,8 +99,8 @@ def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
     """The entries of ``img`` that ``args.patterns``, ``args.segment``, ``args.sort`` and
     ``args.top`` choose, in order; streamed when no sort is asked for.  A pattern or segment
     that selects nothing is an error naming it, after the rest was listed."""
-    selection = Selection(args.patterns, parse_segments(args.segment) if args.segment else None)
-    entries: Iterable[Entry] = (e for e, _ in img.stream() if selection.matches(e))
+    chosen = selection(args)
+    entries: Iterable[Entry] = (e for e, _ in img.stream() if chosen.matches(e))
     if args.sort == "name":
         entries = sorted(entries, key=lambda e: e.name)
     elif args.sort == "size":
@@ -114,7 +109,7 @@ def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
     if args.top is not None:
         entries = itertools.islice(entries, max(args.top, 0))
     yield from entries
-    if args.top is None and (missing := selection.unmatched()):
+    if args.top is None and (missing := chosen.unmatched()):
         raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
 
 

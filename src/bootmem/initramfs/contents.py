@@ -6,18 +6,21 @@ newc archive carries its data on one link only (GNU cpio: the last), and the oth
 symlinks are followed inside the image, as a shell in the booted system would.
 
 :func:`locate` finds, in one pass without data, the entry that holds each path's data;
-:func:`iter_data` streams that entry's data.  Memory does not grow with the image.
+:func:`locate_selected` finds every regular file a :class:`~bootmem.initramfs.select.Selection`
+chooses; :func:`iter_data` and :func:`copy_data` stream their data.  Memory does not grow with
+the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from bootmem.errors import ImageError
 from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.image import Image
-from bootmem.initramfs.select import normalise
+from bootmem.initramfs.select import Selection, normalise
 
 #: Symlinks followed before giving up, as Linux's MAXSYMLINKS.
 MAX_SYMLINKS = 40
@@ -41,8 +44,33 @@ class Located:
     data: Entry
 
 
-def _key(entry: Entry) -> tuple[int, int, int, int, int, int]:
+LinkKey = tuple[int, int, int, int, int, int]
+
+
+def _key(entry: Entry) -> LinkKey:
     return (entry.segment, entry.archive, *entry.link_key)
+
+
+def _final_entries(
+    image: Image, selection: Selection | None = None
+) -> tuple[dict[str, Entry], dict[LinkKey, Entry]]:
+    """One pass without data: the last entry of each path (of those ``selection`` chooses, when
+    given) and, by link key, the entry of each hardlinked inode that carries its data."""
+    final: dict[str, Entry] = {}
+    with_data: dict[LinkKey, Entry] = {}
+    for entry, _reader in image.stream():
+        if selection is None or selection.matches(entry):
+            final[normalise(entry.name)] = entry
+        if entry.isreg() and entry.c_nlink >= 2 and entry.c_filesize:
+            with_data[_key(entry)] = entry
+    return final, with_data
+
+
+def _located(path: str, entry: Entry, with_data: dict[LinkKey, Entry]) -> Located:
+    data = entry
+    if entry.c_nlink >= 2 and not entry.c_filesize:
+        data = with_data.get(_key(entry), entry)
+    return Located(path, entry, data)
 
 
 def locate(image: Image, paths: Iterable[str]) -> list[Located]:
@@ -51,22 +79,31 @@ def locate(image: Image, paths: Iterable[str]) -> list[Located]:
     Raises :class:`NotInImageError` naming the first path the image does not create and
     :class:`NotAFileError` for one that is not a regular file.
     """
-    final: dict[str, Entry] = {}
-    with_data: dict[tuple[int, int, int, int, int, int], Entry] = {}
-    for entry, _reader in image.stream():
-        final[normalise(entry.name)] = entry
-        if entry.isreg() and entry.c_nlink >= 2 and entry.c_filesize:
-            with_data[_key(entry)] = entry
+    final, with_data = _final_entries(image)
     found: list[Located] = []
     for path in paths:
         entry, where = follow(final, normalise(path), path)
         if not entry.isreg():
             raise NotAFileError(f"{path!r} is a {_kind(entry)} in the image, not a regular file")
-        data = entry
-        if entry.c_nlink >= 2 and not entry.c_filesize:
-            data = with_data.get(_key(entry), entry)
-        found.append(Located(where, entry, data))
+        found.append(_located(where, entry, with_data))
     return found
+
+
+def locate_selected(image: Image, selection: Selection) -> list[Located]:
+    """The regular files ``selection`` chooses in the tree ``image`` unpacks to, one pass.
+
+    A path's last entry among the selected segments wins; symlinks are not followed (as
+    ``tar -xO``).  The files come in image order of the entries carrying their data, and the
+    names of one hardlinked inode once, so their data is written once, as ``bsdtar -xO`` writes a
+    newc archive's.  What selected nothing is left in ``selection.unmatched()``.
+    """
+    final, with_data = _final_entries(image, selection)
+    found: dict[tuple[int, int], Located] = {}
+    for path, entry in final.items():
+        if entry.isreg():
+            located = _located(path, entry, with_data)
+            found.setdefault((located.data.segment, located.data.offset), located)
+    return [found[k] for k in sorted(found)]
 
 
 def follow(final: dict[str, Entry], path: str, asked: str) -> tuple[Entry, str]:
@@ -122,4 +159,24 @@ def iter_data(
                 return
 
 
-__all__ = ["MAX_SYMLINKS", "Located", "NotAFileError", "NotInImageError", "follow", "iter_data", "locate"]
+def copy_data(image: Image, found: list[Located], out: BinaryIO) -> None:
+    """Write the data of each of ``found`` to ``out``, in that order, holding no file in memory:
+    one pass when they come in image order, else a pass per file."""
+    keys = [(f.data.segment, f.data.offset) for f in found]
+    groups = [found] if keys == sorted(keys) and len(set(keys)) == len(keys) else [[f] for f in found]
+    for group in groups:
+        for _entry, chunk in iter_data(image, [f.data for f in group]):
+            out.write(chunk)
+
+
+__all__ = [
+    "MAX_SYMLINKS",
+    "Located",
+    "NotAFileError",
+    "NotInImageError",
+    "copy_data",
+    "follow",
+    "iter_data",
+    "locate",
+    "locate_selected",
+]

@@ -55,6 +55,7 @@ from bootmem.errors import (
 from bootmem.initramfs.cpio import CpioReader, Entry
 from bootmem.initramfs.image import Image, Source
 from bootmem.initramfs.image import open as open_image
+from bootmem.initramfs.select import Selection
 from bootmem.kernel.unpack import UnpackError, kernel_rdev, unpack_image
 
 Filter = Callable[[Entry, str], Entry | None]
@@ -281,7 +282,7 @@ class _HostTarget:
         filt: Filter,
         *,
         members: set[Entry | str] | None,
-        segment: int | None,
+        selection: Selection | None,
         progress: Progress | None,
         strict: bool,
     ) -> None:
@@ -289,7 +290,7 @@ class _HostTarget:
         self.fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.filter = filt
         self.members = members
-        self.segment = segment
+        self.selection = selection
         self.progress = progress
         self.strict = strict
         self.root = os.geteuid() == 0
@@ -298,7 +299,6 @@ class _HostTarget:
         self.dirs: dict[str, Entry] = {}  # directory attributes, applied last
         self.dest_entry: Entry | None = None
         self.result = Extraction()
-        self.segment_seen = False
 
     def close(self) -> None:
         os.close(self.fd)
@@ -311,10 +311,8 @@ class _HostTarget:
     # names
 
     def accept(self, entry: Entry) -> Entry | None:
-        if self.segment is not None:
-            if entry.segment != self.segment:
-                return None
-            self.segment_seen = True
+        if self.selection is not None and not self.selection.matches(entry):
+            return None
         if self.members is not None and entry not in self.members and entry.name not in self.members:
             return None
         try:
@@ -516,7 +514,7 @@ def extractall(
     *,
     members: Iterable[Entry | str] | None = None,
     filter: str | Filter = DEFAULT_FILTER,
-    segment: int | None = None,
+    selection: Selection | None = None,
     progress: Progress | None = None,
     strict: bool = False,
     max_decompressed: int | None = None,
@@ -524,17 +522,19 @@ def extractall(
     """Extract ``image`` (a path, a binary file, bytes, or an opened image) under ``path``.
 
     ``path`` is created if missing.  ``members`` limits extraction to those entries (or names);
-    ``segment`` to the entries of that segment.  ``filter`` is a name in :data:`FILTERS` or a
-    function, applied to each member just before it is written.  ``progress``, when given, is
-    called after each regular file with the entry and the data bytes written.
+    ``selection`` to the entries it selects (patterns and segments; missing parent directories
+    of a selected entry are made with mode 0755, as ``cpio -d`` makes them).  ``filter`` is a
+    name in :data:`FILTERS` or a function, applied to each member just before it is written.
+    ``progress``, when given, is called after each regular file with the entry and the data
+    bytes written.
     ``max_decompressed`` caps the bytes decompressed (see :func:`bootmem.initramfs.open`).
 
     A member refused or that cannot be made is skipped and recorded in the result (see
     :class:`Extraction`); with ``strict`` the first refusal is raised instead (the filter's
     :class:`~bootmem.errors.FilterError`, or :class:`~bootmem.errors.ExtractError`), what was
     extracted before staying.  An error in the image ends extraction as it ends the kernel's
-    unpacking and is the result's ``error``; :class:`~bootmem.errors.ExtractError` is raised for a
-    ``segment`` the image does not have.
+    unpacking and is the result's ``error``; :class:`~bootmem.errors.ExtractError` is raised after
+    extraction, naming them, when patterns or segments of ``selection`` selected nothing.
     """
     filt = get_filter(filter)
     try:
@@ -547,7 +547,7 @@ def extractall(
     opened = image if isinstance(image, Image) else open_image(image, max_decompressed=max_decompressed)
     if max_decompressed is None:
         max_decompressed = opened.max_decompressed
-    host = _HostTarget(dest, filt, members=chosen, segment=segment, progress=progress, strict=strict)
+    host = _HostTarget(dest, filt, members=chosen, selection=selection, progress=progress, strict=strict)
     try:
         unpacked = unpack_image(opened, host, max_decompressed=max_decompressed)
     finally:
@@ -561,8 +561,7 @@ def extractall(
     result.kernel_skipped = unpacked.skipped
     result.segments = unpacked.segments
     result.error = unpacked.error
-    if segment is not None and not host.segment_seen:
-        raise ExtractError(
-            f"no entries in segment {segment}: the image has segments 0 to {unpacked.segments - 1}"
-        )
+    if result.error is None and selection is not None and (missing := selection.unmatched()):
+        last = unpacked.segments - 1
+        raise ExtractError(f"nothing in the image matches {', '.join(missing)} (it has segments 0 to {last})")
     return result

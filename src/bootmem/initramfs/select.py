@@ -1,6 +1,6 @@
 """Choosing entries of an image: by path pattern and by segment.
 
-``ls``, ``cat``, ``du`` and ``extract`` take the same selection: glob patterns over the entry's
+``ls``, ``extract`` and ``diff`` take the same selection: glob patterns over the entry's
 path as the kernel creates it (a leading ``./`` or ``/`` is dropped), and segment numbers.
 
 A pattern selects a path when it matches the whole path or one of the path's leading
