@@ -248,6 +248,61 @@ def _cases() -> list[Case]:
             absent=(f"f{MANY - 1:05d}", "last-dir", "last"),
         ),
         Case(
+            "odc-magic",
+            'do_header: 070707 (odc) is error("incorrect cpio method used: use -H newc option")',
+            _no_trailer(f("a", b"before\n")) + _odc_header(),
+            {"a": Node("f", b"before\n")},
+            message="incorrect cpio method used: use -H newc option",
+        ),
+        Case(
+            "no-cpio-magic",
+            "unpack_to_rootfs: a '0' at a 4-aligned offset starts a raw archive; do_header: "
+            'error("no cpio magic") for any other six bytes',
+            _no_trailer(f("a", b"before\n")) + b"0" * 112,
+            {"a": Node("f", b"before\n")},
+            message="no cpio magic",
+        ),
+        Case(
+            "invalid-compressed-magic",
+            "decompress_method: no format's two bytes: unpack_to_rootfs's "
+            'error("invalid magic at start of compressed archive")',
+            _no_trailer(f("a", b"before\n")) + b"XY" + bytes(30),
+            {"a": Node("f", b"before\n")},
+            message="invalid magic at start of compressed archive",
+        ),
+        Case(
+            "gzip-crc-not-checked",
+            "__gunzip: the member ends 8 bytes after the deflate stream, its CRC32 and ISIZE unread",
+            _bad_gzip_crc(archive(f("a", b"crc unread\n"))),
+            {"a": Node("f", b"crc unread\n")},
+        ),
+        Case(
+            "gzip-two-byte-magic-own-message",
+            'decompress_method picks gunzip on 1f 8b alone; __gunzip: error("Not a gzip file") '
+            "when the method byte is not 8, and the decompressor's message is the one printed",
+            _no_trailer(f("a", b"before\n")) + b"\x1f\x8b\x09" + bytes(29),
+            {"a": Node("f", b"before\n")},
+            message="Not a gzip file",
+        ),
+        Case(
+            "gzip-cut-short-read-error",
+            '__gunzip: input ends inside the deflate stream, nofill() returns -1: error("read error")',
+            _no_trailer(f("a", b"before\n")) + _gzip_cut(archive(f("b", bytes(range(256)) * 64))),
+            {"a": Node("f", b"before\n")},
+            message="read error",
+        ),
+        Case(
+            "trailer-name-as-regular-file",
+            'do_name: strcmp(collected, "TRAILER!!!") looks at the name only, so a regular file '
+            "named so (mode 0644, a body) is a trailer: free_hash(), its body skipped; a link after "
+            "it finds no earlier name",
+            _no_trailer(f("a", b"", c_ino=7, c_nlink=2))
+            + _entry(Entry("TRAILER!!!", stat.S_IFREG | 0o644, c_mtime=MTIME), b"body")
+            + archive(f("b", b"own data\n", c_ino=7, c_nlink=2)),
+            {"a": Node("f", b""), "b": Node("f", b"own data\n")},
+            absent=("TRAILER!!!",),
+        ),
+        Case(
             "junk-within-compressed",
             "flush_buffer: after an entry, a byte that is neither '0' nor NUL",
             gzip.compress(archive(f("a", b"x")) + b"junk", mtime=0),
@@ -262,6 +317,24 @@ def _crc_bad(name: str) -> bytes:
     data = bytearray(archive(f(name, b"data"), format="crc"))
     data[102:110] = b"0000DEAD"
     return bytes(data)
+
+
+def _odc_header() -> bytes:
+    """An odc (070707) header of 76 bytes and a name, long enough for do_start's 110 bytes."""
+    return b"070707" + b"0" * 70 + b"x\0" + bytes(40)
+
+
+def _bad_gzip_crc(data: bytes) -> bytes:
+    """A gzip member of ``data`` whose CRC32 is wrong."""
+    packed = bytearray(gzip.compress(data, mtime=0))
+    packed[-8] ^= 0xFF
+    return bytes(packed)
+
+
+def _gzip_cut(data: bytes) -> bytes:
+    """A gzip member of ``data`` cut in the middle of its deflate stream."""
+    packed = gzip.compress(data, mtime=0)
+    return packed[: len(packed) // 2]
 
 
 CASES = _cases()
