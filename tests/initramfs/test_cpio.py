@@ -161,12 +161,13 @@ def test_namesize_over_path_max() -> None:
 
 
 # Entries init/initramfs.c's do_header skips over their recorded sizes (state SkipIt): a
-# c_namesize of 0 or over PATH_MAX, and a symlink whose target is over PATH_MAX bytes.
+# c_namesize of 0 or over PATH_MAX, and a symlink whose target is over PATH_MAX bytes.  Their
+# bodies are not multiples of 4 long, so the skip must count the padding too.
 KERNEL_SKIPS = {
-    "namesize-0": raw_entry(b"", namesize=0, data=b"body of a nameless entry"),
-    "namesize-over-path-max": raw_entry(b"n" * PATH_MAX + b"\0", namesize=PATH_MAX + 1, data=b"data"),
+    "namesize-0": raw_entry(b"", namesize=0, data=b"body of a nameless entry!"),
+    "namesize-over-path-max": raw_entry(b"n" * PATH_MAX + b"\0", namesize=PATH_MAX + 1, data=b"data5"),
     "symlink-target-over-path-max": raw_entry(
-        b"link\0", namesize=5, data=b"t" * (PATH_MAX + 1), mode=stat.S_IFLNK | 0o777
+        b"link\0", namesize=5, data=b"t" * (PATH_MAX + 2), mode=stat.S_IFLNK | 0o777
     ),
 }
 
@@ -261,3 +262,212 @@ def test_truncated_data_found_when_the_data_is_skipped() -> None:
     where = f"offset {len(cut):#x}"
     with pytest.raises(CpioError, match=rf"truncated data of 'second': 9 bytes missing at {where}"):
         list(CpioReader(io.BytesIO(cut)))
+
+
+# --- what the reader and writer must get exactly right ----------------------------------------
+
+
+def test_header_fields_are_in_the_documented_order() -> None:
+    # Documentation/driver-api/early-userspace/buffer-format.rst: the magic, then c_ino, c_mode,
+    # c_uid, c_gid, c_nlink, c_mtime, c_filesize, c_devmajor, c_devminor, c_rdevmajor,
+    # c_rdevminor, c_namesize, c_check, each 8 hex digits (usr/gen_init_cpio.c prints "%08X").
+    entry = Entry(
+        name="ab",
+        c_mode=0o100644,
+        c_ino=0xA1,
+        c_uid=0xB2,
+        c_gid=0xC3,
+        c_nlink=0xD4,
+        c_mtime=0xE5,
+        c_devmajor=0xF6,
+        c_devminor=0x17,
+        c_rdevmajor=0x28,
+        c_rdevminor=0x39,
+        format="crc",
+    )
+    assert pack_header(entry, namesize=3, filesize=0x4A, check=0xFFFFFFFF) == (
+        b"070702" b"000000A1" b"000081A4" b"000000B2" b"000000C3" b"000000D4" b"000000E5"
+        b"0000004A" b"000000F6" b"00000017" b"00000028" b"00000039" b"00000003" b"FFFFFFFF"
+    )  # fmt: skip
+
+
+def test_a_field_past_32_bits_is_refused_by_name() -> None:
+    assert pack_header(Entry("a", 0o100644, c_mtime=0xFFFFFFFF), namesize=2, filesize=0)[46:54] == b"FFFFFFFF"
+    with pytest.raises(CpioError, match=r"^c_mtime 4294967296 of 'a' does not fit in a cpio header$"):
+        pack_header(Entry("a", 0o100644, c_mtime=1 << 32), namesize=2, filesize=0)
+
+
+def test_the_trailer_is_gen_init_cpios() -> None:
+    # usr/gen_init_cpio.c cpio_trailer: every field 0 but c_nlink 1 and c_namesize 11.
+    assert archive() == (
+        b"070701" + b"00000000" * 4 + b"00000001" + b"00000000" * 6 + b"0000000B" + b"00000000"
+        + b"TRAILER!!!\0" + b"\0" * 3
+    )  # fmt: skip
+
+
+FIELDS_SET = {
+    "c_ino": 0x11,
+    "c_uid": 0x22,
+    "c_gid": 0x33,
+    "c_nlink": 0x44,
+    "c_mtime": 0x55,
+    "c_devmajor": 0x66,
+    "c_devminor": 0x77,
+    "c_rdevmajor": 8,
+    "c_rdevminor": 1,
+}
+
+
+@pytest.mark.parametrize("format", ["newc", "crc"])
+def test_the_reader_gives_every_field_and_where_the_entry_is(format: Format) -> None:
+    from dataclasses import replace
+
+    written = [
+        Entry("dev/sda1", stat.S_IFBLK | 0o660, **FIELDS_SET),
+        Entry("lib", stat.S_IFLNK | 0o777, linkname="usr/lib", **FIELDS_SET),
+        Entry("init", stat.S_IFREG | 0o755, **FIELDS_SET),
+    ]
+    first = archive(reg("early"), format=format)
+    data = first + archive(*((e, b"#!/bin/sh\n" if e.isreg() else b"") for e in written), format=format)
+    reader = CpioReader(io.BytesIO(data), segment=3, base_offset=0x400, multi_archive=True)
+    read = list(reader)[1:]
+    starts = [len(first) + at for at in header_offsets(data[len(first) :])[:3]]
+    expected = [
+        replace(e, format=format, offset=0x400 + at, segment=3, archive=1)
+        for e, at in zip(written, starts, strict=True)
+    ]
+    expected[1] = replace(expected[1], c_filesize=len("usr/lib"))
+    check = data_checksum(b"#!/bin/sh\n") if format == "crc" else 0
+    expected[2] = replace(expected[2], c_filesize=10, c_check=check)
+    assert read == expected
+    assert [e.c_namesize for e in read] == [9, 4, 5]
+    assert reader.archives == 2 and reader.entries == 4 and reader.ended_cleanly
+
+
+def test_entries_count_their_archive() -> None:
+    data = b"".join(archive(reg(f"f{i}")) for i in range(3))
+    reader = CpioReader(io.BytesIO(data), multi_archive=True)
+    assert [(e.name, e.archive) for e in reader] == [("f0", 0), ("f1", 1), ("f2", 2)]
+    assert reader.archives == 3
+
+
+def test_ended_cleanly_only_after_a_trailer() -> None:
+    reader = CpioReader(io.BytesIO(BASE[: header_offsets(BASE)[-1]]))
+    assert not reader.ended_cleanly
+    seen = []
+    with pytest.raises(CpioError, match="no TRAILER!!!"):
+        for entry in reader:
+            seen.append(entry.name)
+            assert not reader.ended_cleanly
+    assert seen == ["first", "second", "third"] and not reader.ended_cleanly
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_name_and_a_symlink_target_of_path_max_bytes_are_read(strict: bool) -> None:
+    # do_header: a name is skipped only when c_namesize > PATH_MAX (its NUL counted), a
+    # symlink only when its target is over PATH_MAX bytes.
+    name, target = "n" * (PATH_MAX - 1), "t" * PATH_MAX
+    data = archive(reg(name, b"x"), (Entry("l", stat.S_IFLNK | 0o777, linkname=target), b""))
+    reader = CpioReader(io.BytesIO(data), strict=strict)
+    assert [(e.name, e.c_namesize, e.linkname) for e in reader] == [(name, PATH_MAX, None), ("l", 2, target)]
+    assert reader.skipped == 0
+
+
+def test_a_symlink_target_ends_at_its_first_nul() -> None:
+    # do_symlink hands the collected target to init_symlink as a C string.
+    data = raw_entry(b"l\0", namesize=2, data=b"target\0junk", mode=stat.S_IFLNK | 0o777) + archive()
+    ((entry, _),) = read_all(data)
+    assert entry.linkname == "target" and entry.c_filesize == 11
+
+
+def test_a_crc_file_read_in_chunks_is_summed_over_all_of_them() -> None:
+    body = bytes(range(256)) * 40
+    good = archive(reg("f", body), reg("g", b"next"), format="crc")
+    reader = CpioReader(io.BytesIO(good))
+    assert [(e.name, b"".join(reader.iter_data(1000))) for e in reader] == [("f", body), ("g", b"next")]
+    bad = patched(6 + 12 * 8, b"%08X" % (data_checksum(body) + 1), good)
+    reader = CpioReader(io.BytesIO(bad), base_offset=0x1000)
+    with pytest.raises(ChecksumError, match=r"bad data checksum for 'f' at offset 0x1000: c_check 0x"):
+        for _ in reader:
+            assert b"".join(reader.iter_data(1000)) == body
+
+
+def test_the_crc_writer_sums_regular_files_only() -> None:
+    data = archive((Entry("l", stat.S_IFLNK | 0o777, linkname="abc"), b""), reg("f", b"\x02"), format="crc")
+    (link, _), (file, _) = read_all(data)
+    assert link.c_check == 0 and file.c_check == 2
+
+
+class Trickle:
+    """A stream that returns at most ``most`` bytes a read, as a pipe or a decompressor may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data, self._pos, self._most = data, 0, most
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._most if n < 0 else min(n, self._most)
+        out = self._data[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("most", [1, 3, 7, 4096])
+def test_short_reads_give_the_same_entries(most: int) -> None:
+    early = archive(reg("kernel/x86/microcode/GenuineIntel.bin", b"\x01" * 1001))
+    main = archive(
+        reg("a", b"aaaaa"),
+        (Entry("l", stat.S_IFLNK | 0o777, linkname="a"), b""),
+        reg("big", bytes(range(256)) * 300),
+        reg("empty"),
+        format="crc",
+    )
+    data = early + b"\0" * 516 + main
+    expected = read_all(data, multi_archive=True)
+    assert [e.name for e, _ in expected][-1] == "empty"
+    reader = CpioReader(Trickle(data, most), multi_archive=True)
+    got: list[tuple[Entry, bytes | None]] = []
+    for i, entry in enumerate(reader):
+        # the data taken whole, in chunks, or skipped
+        if i % 3 == 0:
+            got.append((entry, reader.read_data()))
+        elif i % 3 == 1:
+            got.append((entry, b"".join(reader.iter_data(5))))
+        else:
+            got.append((entry, None))
+    assert got == [(e, (d, d, None)[i % 3]) for i, (e, d) in enumerate(expected)]
+    assert reader.position == len(data) and reader.archives == 2
+
+
+def test_max_entries_allows_exactly_that_many() -> None:
+    data = archive(*[reg(f"f{i}") for i in range(5)])
+    assert len(list(CpioReader(io.BytesIO(data), max_entries=5))) == 5
+
+
+def test_empty_input() -> None:
+    with pytest.raises(CpioError, match=r"^empty archive at offset 0x0$"):
+        read_all(b"")
+
+
+def test_truncated_symlink_target() -> None:
+    data = archive((Entry("l", stat.S_IFLNK | 0o777, linkname="target"), b""))
+    with pytest.raises(CpioError, match=r"^truncated data of 'l' at offset 0x0$"):
+        read_all(data[: HEADER_SIZE + 2 + 4])
+
+
+def test_a_skipped_entry_cut_short() -> None:
+    cut = KERNEL_SKIPS["namesize-0"][:-8]
+    with pytest.raises(CpioError, match=r"^truncated entry at offset 0x0$"):
+        read_all(cut, strict=False)
+
+
+@pytest.mark.parametrize("block", [512, 4096])
+def test_the_writer_pads_to_its_block_size(block: int) -> None:
+    from bootmem.initramfs.cpio import CpioWriter
+
+    unpadded = archive(reg("a", b"x" * 700))
+    out = io.BytesIO()
+    with CpioWriter(out, block_size=block) as writer:
+        writer.add(*reg("a", b"x" * 700))
+    data = out.getvalue()
+    assert len(data) == -(-len(unpadded) // block) * block == writer.position
+    assert data == unpadded + b"\0" * (len(data) - len(unpadded))
