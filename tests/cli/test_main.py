@@ -310,3 +310,8 @@ def test_extract_prints_its_totals_and_create_its_progress_on_a_terminal(image: 
     (big / "data").write_bytes(os.urandom(24 << 20))
     out = on_a_terminal("create", str(big), "-o", str(tmp_path / "big.img"), "--compress", "xz:9", env={})
     assert "archiving" in out
+
+
+def test_patterns_may_follow_options(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ls", str(image), "--sort", "name", "usr/*", "--segment", "0", "etc"]) == 0
+    assert capsys.readouterr().out == "etc\netc/file\nusr/file\n"

@@ -115,9 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parse(words: list[str], first: str | None) -> argparse.Namespace:
     parser = build_parser(first)
     args, extra = parser.parse_known_args(words)
+    sub = _subparser(parser, args.command) if args.command else None
+    if extra and sub is not None:
+        # Positionals after options (`bootmem ls IMG --sort size 'usr/**'`): parse the words after
+        # the command again, intermixed, as a user expects.
+        redo, extra = sub.parse_known_intermixed_args(words[words.index(args.command) + 1 :])
+        vars(args).update(vars(redo))
     if extra:
         # The subcommand's usage, not the top level's, for `bootmem ls IMG --bogus`.
-        sub = _subparser(parser, args.command) if args.command else None
         (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     set_color(args.color)
     if getattr(args, "func", None) is None:
