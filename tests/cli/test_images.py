@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from bootmem.cli import main
+from tests.conftest import validate_json
+from tests.initramfs import corpus
 from tests.initramfs.test_extract import DIR, LNK, archive, member, outside_of, tree_of
 
 
@@ -166,15 +168,48 @@ def test_diff_exit_status_and_output(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["diff", str(a), str(b)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         "- d",
-        "- new\\nline",
+        "- new\\nline (0 B)",
         "+ s",
         "~ f: content, mode 0644 -> 0600",
+        "segment 0 (none): image 472 B -> 356 B (-116 B), files 1 B -> 1 B (+0 B)",
+        "total: image 472 B -> 356 B (-116 B), files 1 B -> 1 B (+0 B): added 0 B, removed 0 B, changed +0 B",
     ]
     assert main(["diff", str(a), str(b), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["removed"] == ["d", "new\nline"] and doc["added"] == ["s"]
+    validate_json(doc, "diff")
+    assert [p["path"] for p in doc["removed"]] == ["d", "new\nline"] and doc["added"][0]["path"] == "s"
     assert main(["diff", str(a), str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_diff_answers_why_the_image_grew(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    early = archive((member("ucode"), b"u" * 100))
+    old, new = tmp_path / "old.img", tmp_path / "new.img"
+    old.write_bytes(
+        early + corpus.peer_compress(archive((member("a.ko"), b"a" * 3000), (member("b"), b"b")), "gzip")
+    )
+    main_b = archive(
+        (member("a.ko"), b"a" * 3000), (member("c.ko"), os.urandom(9000)), (member("d.ko"), b"d" * 20)
+    )
+    new.write_bytes(early + corpus.peer_compress(main_b, "xz"))
+    assert main(["diff", str(old), str(new), "--sort", "size"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["+ c.ko (8.8 KiB)", "+ d.ko (20 B)", "- b (1 B)"]
+    assert lines[3] == "segment 0 (none): image 340 B -> 340 B (+0 B), files 100 B -> 100 B (+0 B)"
+    assert (
+        lines[4].startswith("segment 1 (gzip -> xz): image ")
+        and "files 2.9 KiB -> 11.7 KiB (+8.8 KiB)" in lines[4]
+    )
+    assert lines[5].endswith("added 8.8 KiB, removed 1 B, changed +0 B")
+    assert main(["diff", str(old), str(new), "*.ko", "--segment", "1", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    validate_json(doc, "diff")
+    assert [p["path"] for p in doc["added"]] == ["c.ko", "d.ko"] and doc["removed"] == []
+    assert [s["index"] for s in doc["segments"]] == [1]
+    assert doc["total"]["file_bytes"]["change"] == 9020
+    assert main(["diff", str(old), str(new), "nothing*", "--segment", "0,4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nothing*'" in err and "segment 4" in err
 
 
 def test_help_documents_the_exit_status_and_filters() -> None:

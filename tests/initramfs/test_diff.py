@@ -7,6 +7,8 @@ import json
 import stat
 
 from bootmem.initramfs.diff import diff_images, image_tree, tree_path
+from bootmem.initramfs.select import Selection
+from tests.initramfs import corpus
 from tests.initramfs.test_extract import DIR, LNK, archive, member
 
 BASE = (
@@ -21,7 +23,9 @@ BASE = (
 def test_identical() -> None:
     d = diff_images(archive(*BASE), archive(*BASE))
     assert d.identical and not d
-    assert d.to_json() == {"identical": True, "added": [], "removed": [], "changed": []}
+    doc = d.to_json()
+    assert (doc["identical"], doc["added"], doc["removed"], doc["changed"]) == (True, [], [], [])
+    assert doc["total"]["file_bytes"] == {"a": 26, "b": 26, "change": 0}
 
 
 def test_changed_file_mode_symlink_added_dir_removed() -> None:
@@ -45,6 +49,7 @@ def test_changed_file_mode_symlink_added_dir_removed() -> None:
         "fields": ["mode"],
         "a": {"mode": "0755"},
         "b": {"mode": "0700"},
+        "size_change": 0,
     }
     assert doc["changed"][0]["b"]["content"] == hashlib.sha256(b"proc /proc proc defaults\n").hexdigest()
 
@@ -95,3 +100,65 @@ def test_mtimes_are_not_compared() -> None:
     a = archive((member("f", c_mtime=1), b"x"))
     b = archive((member("f", c_mtime=2), b"x"))
     assert diff_images(a, b).identical
+
+
+def _two_segments(early: bytes, main: bytes) -> bytes:
+    return early + corpus.peer_compress(main, "gzip")
+
+
+def test_sizes_of_added_removed_and_changed_paths_and_per_segment() -> None:
+    early = archive(member("kernel", DIR, 0o755), (member("kernel/ucode.bin"), b"u" * 100))
+    a = _two_segments(
+        early, archive((member("big"), b"x" * 5000), (member("f"), b"12"), (member("gone"), b"g" * 7))
+    )
+    grown = archive(
+        (member("big"), b"x" * 9000),
+        (member("f"), b"12"),
+        (member("new", c_ino=9, c_nlink=2), b""),
+        (member("new2", c_ino=9, c_nlink=2), b"n" * 300),  # one inode, counted once
+    )
+    b = _two_segments(early, grown)
+    d = diff_images(a, b)
+    assert (d.added, d.removed, [c.path for c in d.changed]) == (["new", "new2"], ["gone"], ["big"])
+    doc = d.to_json()
+    assert doc["added"] == [
+        {"path": "new", "type": "f", "size": 300, "segment": 1},
+        {"path": "new2", "type": "f", "size": 300, "segment": 1},
+    ]
+    assert doc["removed"] == [{"path": "gone", "type": "f", "size": 7, "segment": 1}]
+    assert doc["changed"][0]["size_change"] == 4000
+    early_seg, main_seg = doc["segments"]
+    assert early_seg["file_bytes"] == {"a": 100, "b": 100, "change": 0}
+    assert early_seg["image_bytes"]["change"] == 0 and early_seg["compression"] == {"a": "none", "b": "none"}
+    assert main_seg["file_bytes"] == {"a": 5009, "b": 9302, "change": 4293}
+    assert main_seg["compression"] == {"a": "gzip", "b": "gzip"}
+    assert main_seg["image_bytes"]["a"] == len(a) - len(early)
+    total = doc["total"]
+    assert (total["added_bytes"], total["removed_bytes"], total["changed_bytes"]) == (300, 7, 4000)
+    assert total["file_bytes"]["change"] == 300 - 7 + 4000
+    assert total["image_bytes"] == {"a": len(a), "b": len(b), "change": len(b) - len(a)}
+
+
+def test_a_segment_only_one_image_has() -> None:
+    early = archive((member("ucode"), b"u" * 10))
+    d = diff_images(early, _two_segments(early, archive((member("f"), b"1234"))))
+    assert d.added == ["f"]
+    seg = d.to_json()["segments"][1]
+    assert seg["compression"] == {"a": None, "b": "gzip"}
+    assert seg["file_bytes"] == {"a": None, "b": 4, "change": 4}
+
+
+def test_selection_limits_both_trees() -> None:
+    early = archive((member("ucode"), b"u"))
+    a = _two_segments(early, archive(member("etc", DIR, 0o755), (member("etc/a"), b"1"), (member("x"), b"1")))
+    b = _two_segments(
+        early, archive(member("etc", DIR, 0o755), (member("etc/a"), b"22"), (member("y"), b"1"))
+    )
+    d = diff_images(a, b, selection=Selection(["etc"]))
+    assert (d.added, d.removed, [c.path for c in d.changed]) == ([], [], ["etc/a"])
+    chosen = Selection([], [0])
+    d = diff_images(a, b, selection=chosen)
+    assert d.identical and [s.index for s in d.segments] == [0] and not chosen.unmatched()
+    missing = Selection(["nothing"], [7])
+    diff_images(a, b, selection=missing)
+    assert missing.unmatched() == ["'nothing'", "segment 7"]

@@ -14,9 +14,10 @@ from bootmem.cli.output import print_json, printable
 from bootmem.errors import BootmemError
 from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.extract import DEFAULT_FILTER, FILTERS
+from bootmem.units import format_size
 
 if TYPE_CHECKING:
-    from bootmem.initramfs.diff import Change
+    from bootmem.initramfs.diff import Change, Diff, Sizes
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -99,12 +100,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="compare the trees two images produce",
         description=(
             "Compare the trees IMAGE_A and IMAGE_B produce when the kernel unpacks them: paths added, "
-            "removed and changed (type, content, size, mode, owner, link target, device numbers). "
-            "Exit status as diff(1): 0 when the trees are the same, 1 when they differ, 2 on trouble."
+            "removed and changed (type, content, size, mode, owner, link target, device numbers), with "
+            "the size of each file added or removed and the size change of each changed one; then, "
+            "segment by segment and in total, the bytes each image takes and the bytes of file data "
+            "the tree holds, and their change. PATTERNs and --segment limit both trees, as for "
+            "`bootmem ls`. Exit status as diff(1): 0 when the trees are the same, 1 when they differ, "
+            "2 on trouble."
         ),
     )
-    p.add_argument("image_a", metavar="IMAGE_A")
-    p.add_argument("image_b", metavar="IMAGE_B")
+    p.add_argument("image_a", metavar="IMAGE_A", help=IMAGE_HELP)
+    p.add_argument("image_b", metavar="IMAGE_B", help=IMAGE_HELP)
+    add_selection(p, what="the entries")
+    p.add_argument(
+        "--sort", choices=("path", "size"), default="path",
+        help="removed, added, changed by path (default), or one list by size change, largest first",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the differences as JSON")
     add_max_size(p)
     p.set_defaults(func=cmd_diff)
@@ -225,16 +235,14 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from bootmem.initramfs import open as open_image
     from bootmem.initramfs.diff import diff_images
 
     try:
-        cap = max_size(args)
-        with (
-            open_image(image_source(args.image_a), max_decompressed=cap) as a,
-            open_image(image_source(args.image_b), max_decompressed=cap) as b,
-        ):
-            result = diff_images(a, b)
+        chosen = selection(args)
+        sources = image_source(args.image_a), image_source(args.image_b)
+        result = diff_images(*sources, selection=chosen, max_decompressed=max_size(args))
+        if missing := chosen.unmatched():
+            raise BootmemError(f"nothing in either image matches {', '.join(missing)}")
     except (BootmemError, OSError) as exc:
         where = f": {exc.filename!r}" if isinstance(exc, OSError) and exc.filename is not None else ""
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -243,19 +251,57 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     else:
-        for path in result.removed:
-            print(f"- {printable(path)}")
-        for path in result.added:
-            print(f"+ {printable(path)}")
-        for change in result.changed:
-            print(f"~ {printable(change.path)}: {', '.join(_describe(change, f) for f in change.fields)}")
+        _print_diff(result, by_size=args.sort == "size")
     return 1 if result else 0
+
+
+def _print_diff(result: Diff, *, by_size: bool) -> None:
+    """The differences, one line per path, then the sizes segment by segment and in total
+    (printed when anything differs, the trees or the images' sizes)."""
+    rows = [(-result.a[p].data_size, f"- {printable(p)}{_size(result.a[p].data_size, result.a[p].type)}")
+            for p in result.removed]  # fmt: skip
+    rows += [(result.b[p].data_size, f"+ {printable(p)}{_size(result.b[p].data_size, result.b[p].type)}")
+             for p in result.added]  # fmt: skip
+    rows += [(c.size_change, f"~ {printable(c.path)}: {', '.join(_describe(c, f) for f in c.fields)}")
+             for c in result.changed]  # fmt: skip
+    if by_size:
+        rows.sort(key=lambda row: -abs(row[0]))  # stable: path order among equal changes
+    for _change, line in rows:
+        print(line)
+    if result.identical and all(not s.image.change for s in result.segments):
+        return
+    for seg in result.segments:
+        a, b = seg.compression
+        compression = a if a == b else f"{a or 'absent'} -> {b or 'absent'}"
+        print(f"segment {seg.index} ({compression}): image {_sizes(seg.image)}, "
+              f"files {_sizes(seg.file_data)}")  # fmt: skip
+    print(
+        f"total: image {_sizes(result.image)}, files {_sizes(result.file_data)}: "
+        f"added {format_size(result.added_bytes)}, removed {format_size(result.removed_bytes)}, "
+        f"changed {_signed(result.changed_bytes)}"
+    )
+
+
+def _size(nbytes: int, kind: str) -> str:
+    return f" ({format_size(nbytes)})" if kind == "f" else ""
+
+
+def _sizes(sizes: Sizes) -> str:
+    a = "absent" if sizes.a is None else format_size(sizes.a)
+    b = "absent" if sizes.b is None else format_size(sizes.b)
+    return f"{a} -> {b} ({_signed(sizes.change)})"
+
+
+def _signed(nbytes: int) -> str:
+    return ("-" if nbytes < 0 else "+") + format_size(abs(nbytes))
 
 
 def _describe(change: Change, what: str) -> str:
     a, b = change.a, change.b
     if what == "content":
         return "content"
+    if what == "size":
+        return f"size {a.size} -> {b.size} ({_signed(b.size - a.size)})"
     if what == "mode":
         return f"mode {a.mode:04o} -> {b.mode:04o}"
     if what == "linkname":

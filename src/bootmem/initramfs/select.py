@@ -117,13 +117,18 @@ class Selection:
                 self._hit_patterns[i] = hit = True
         return hit
 
+    def in_segments(self, entry: Entry) -> bool:
+        """Whether ``entry``'s segment is selected (patterns aside)."""
+        if self.segments is None:
+            return True
+        if entry.segment not in self.segments:
+            return False
+        self._hit_segments.add(entry.segment)
+        return True
+
     def matches(self, entry: Entry) -> bool:
         """Whether ``entry`` is selected."""
-        if self.segments is not None:
-            if entry.segment not in self.segments:
-                return False
-            self._hit_segments.add(entry.segment)
-        return self.matches_path(normalise(entry.name))
+        return self.in_segments(entry) and self.matches_path(normalise(entry.name))
 
     def unmatched(self) -> list[str]:
         """What selected nothing so far, as words for a message: ``'usr/x*'``, ``segment 9``."""
