@@ -313,6 +313,29 @@ def test_data_taken_while_streaming(codec: str) -> None:
     assert got == {"big": big, "small": b"s"}
 
 
+def _decompress_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "bootmem-decompress"]
+
+
+def test_a_member_is_decompressed_by_its_own_thread_while_listing(codec: str) -> None:
+    files = [reg(f"f{i}", bytes([i]) * 70_000) for i in range(160)]  # 11 MB: more than it reads ahead
+    data = pad(EARLY) + compress(archive(*files), codec)
+    stream = bootmem.initramfs.open(data).stream()
+    assert not _decompress_threads()
+    assert [next(stream)[0].segment for _ in range(2)] == [0, 0]  # the raw early archive, read in place
+    assert not _decompress_threads()
+    assert next(stream)[0].name == "f0"
+    assert _decompress_threads()  # decompressing ahead of the entries handed out
+    assert [entry.name for entry, _ in stream] == [f"f{i}" for i in range(1, 160)]
+    assert not _decompress_threads()
+    stream = bootmem.initramfs.open(data).stream()
+    assert [next(stream)[0].segment for _ in range(3)] == [0, 0, 1]
+    stream.close()  # left early: the thread is stopped and joined
+    assert not _decompress_threads()
+
+
 def test_default_cap() -> None:
     # 64 times the compressed bytes of the members, at least 256 MiB; a given cap is the cap.
     assert (DEFAULT_RATIO, DEFAULT_MIN_CAP) == (64, 256 << 20)

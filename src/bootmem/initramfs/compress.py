@@ -34,6 +34,7 @@ SHA-256 by default), lzma "alone", the lzop file format, lz4's legacy format and
 from __future__ import annotations
 
 import bz2
+import contextlib
 import lzma
 import struct
 import zlib
@@ -252,6 +253,97 @@ class MemberStream:
                 f"at offset {self.offset:#x}{where}: {budget.used} bytes reached; "
                 f"{budget.describe(member)}"
             )
+        return out
+
+
+class Prefetch:
+    """A member's decompressed chunks, produced by a thread up to :data:`AHEAD` chunks ahead.
+
+    The decompressors release the GIL, so on two cores decompression overlaps with the work
+    done on each chunk (parsing, writing files); memory stays bounded by ``AHEAD`` chunks of
+    ``chunk`` bytes.  :meth:`read` hands out chunks in order, then ``b""`` at the member's end;
+    the decompressor's error is raised by the call that would have returned its chunk.  Leaving
+    the ``with`` block stops the thread and waits for it, so the image is read by nobody after
+    it; the member's :attr:`~MemberStream.end`, ``size`` and ``head`` may be read once
+    :meth:`read` has returned ``b""``.
+    """
+
+    AHEAD = 4
+
+    def __init__(self, member: MemberStream, chunk: int = 1 << 20) -> None:
+        import queue  # here: listing a raw archive does not pay for the import
+        import threading
+
+        self._member, self._chunk = member, chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self.AHEAD)
+        self._empty = queue.Empty
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="bootmem-decompress", daemon=True)
+
+    def __enter__(self) -> Prefetch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop = True
+        while self._thread.is_alive():  # a producer blocked on a full queue is let through
+            with contextlib.suppress(self._empty):
+                self._queue.get(timeout=0.01)
+        self._thread.join()
+        self._member = None  # type: ignore[assignment]
+
+    def _run(self) -> None:
+        put, read, chunk = self._queue.put, self._member.read, self._chunk
+        try:
+            while not self._stop:
+                data = read(chunk)
+                put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # raised again in the reading thread
+            put(exc)
+
+    def read(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._stop = True
+            raise item
+        return item
+
+
+class PrefetchedStream:
+    """A :class:`Prefetch`'s chunks as a byte stream: ``read(n)`` returns up to ``n`` bytes,
+    ``b""`` at the member's end (what :class:`~bootmem.initramfs.cpio.CpioReader` reads)."""
+
+    __slots__ = ("_buf", "_chunks", "_done", "_pos")
+
+    def __init__(self, chunks: Prefetch) -> None:
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+        self._done = False
+
+    @property
+    def eof(self) -> bool:
+        """Every byte of the member handed out."""
+        return self._done and self._pos >= len(self._buf)
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        if self._pos >= len(self._buf):
+            if self._done or n == 0:
+                return b""
+            self._buf, self._pos = self._chunks.read(), 0
+            if not self._buf:
+                self._done = True
+                return b""
+        pos, buf = self._pos, self._buf
+        if pos == 0 and n >= len(buf):
+            self._pos = len(buf)
+            return buf
+        out = buf[pos : pos + n]
+        self._pos = pos + len(out)
         return out
 
 

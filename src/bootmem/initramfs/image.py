@@ -40,6 +40,8 @@ from bootmem.initramfs.compress import (
     Budget,
     ImageBytes,
     MemberStream,
+    Prefetch,
+    PrefetchedStream,
     decompress_method,
     detect,
 )
@@ -358,27 +360,31 @@ class Image:
                         f"invalid magic at start of compressed archive at offset {pos:#x}: {head!r}"
                     )
                 member = MemberStream(name, image, pos, budget, kernel=not self.strict, segment=index)
-                reader = CpioReader(
-                    member,
-                    segment=index,
-                    multi_archive=True,
-                    max_entries=self.max_entries,
-                    strict=self.strict,
-                    where=f" of the {name} member at offset {pos:#x}",
-                )
-                try:
-                    for entry in reader:
-                        formats.add(entry.format)
-                        yield entry, reader
-                except CompressionError:
-                    raise
-                except CpioError as exc:
-                    if member.eof and not reader.ended_cleanly:
-                        # init/initramfs.c: the member ended with the cpio state machine not in Reset.
-                        raise CpioError(
-                            f"junk at the end of compressed archive at offset {pos:#x} ({name}): {exc}"
-                        ) from exc
-                    raise
+                # Decompressed by a thread of its own, ahead of the parsing (see Prefetch).
+                with Prefetch(member) as chunks:
+                    stream = PrefetchedStream(chunks)
+                    reader = CpioReader(
+                        stream,
+                        segment=index,
+                        multi_archive=True,
+                        max_entries=self.max_entries,
+                        strict=self.strict,
+                        where=f" of the {name} member at offset {pos:#x}",
+                    )
+                    try:
+                        for entry in reader:
+                            formats.add(entry.format)
+                            yield entry, reader
+                    except CompressionError:
+                        raise
+                    except CpioError as exc:
+                        if stream.eof and not reader.ended_cleanly:
+                            # init/initramfs.c: the member ended with the cpio state machine not
+                            # in Reset.
+                            raise CpioError(
+                                f"junk at the end of compressed archive at offset {pos:#x} ({name}): {exc}"
+                            ) from exc
+                        raise
                 end = member.end
                 segments.append(
                     Segment(

@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import queue
 import stat
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -58,7 +56,7 @@ from bootmem.errors import (
     TmpfsNoSpaceError,
 )
 from bootmem.fs.tmpfs import OpenFile, Tmpfs
-from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, decompress_method
+from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, Prefetch, decompress_method
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
 from bootmem.initramfs.image import Image, Source, image_bytes
 
@@ -670,7 +668,7 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
     m.where = f" of the {name} member at offset {pos:#x}"
     try:
         member = MemberStream(name, image, pos, budget, kernel=True, segment=m.segment)
-        with Prefetch(member) as chunks:
+        with Prefetch(member, CHUNK) as chunks:
             while True:
                 data = chunks.read()
                 if not data:
@@ -681,55 +679,6 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
         m.error(kernel_message(exc), str(exc))
         _forget(exc)  # its traceback (through Prefetch.read's frame, a cycle) holds views of the image
         return image.size - pos
-
-
-class Prefetch:
-    """A member's decompressed chunks, produced by a thread up to :data:`AHEAD` chunks ahead.
-
-    The decompressors release the GIL, so on two cores decompression overlaps with the work
-    done on each chunk (parsing, writing files); memory stays bounded by ``AHEAD`` chunks.
-    :meth:`read` hands out chunks in order, then ``b""`` at the member's end; the decompressor's
-    error is raised by the call that would have returned its chunk.  Leaving the ``with`` block
-    stops the thread and waits for it, so the image is read by nobody after it.
-    """
-
-    AHEAD = 4
-
-    def __init__(self, member: MemberStream, chunk: int = CHUNK) -> None:
-        self._member, self._chunk = member, chunk
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self.AHEAD)
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="bootmem-decompress", daemon=True)
-
-    def __enter__(self) -> Prefetch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop = True
-        while self._thread.is_alive():  # a producer blocked on a full queue is let through
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.01)
-        self._thread.join()
-        self._member = None  # type: ignore[assignment]
-
-    def _run(self) -> None:
-        put, read, chunk = self._queue.put, self._member.read, self._chunk
-        try:
-            while not self._stop:
-                data = read(chunk)
-                put(data)
-                if not data:
-                    return
-        except BaseException as exc:  # raised again in the reading thread
-            put(exc)
-
-    def read(self) -> bytes:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            self._stop = True
-            raise item
-        return item
 
 
 # --- the modelled rootfs -------------------------------------------------------------------
