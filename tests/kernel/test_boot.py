@@ -16,6 +16,7 @@ from bootmem.errors import BootError, OutOfMemoryError, RegionBusyError
 from bootmem.fdt import DeviceTree
 from bootmem.fs.tmpfs import Tmpfs
 from bootmem.kernel import unpack
+from bootmem.kernel.arch import X86_64
 from bootmem.kernel.boot import BootReport, CommandLine, Machine, boot
 from bootmem.kernel.example import example_image
 from bootmem.kernel.unpack import unpack_to_rootfs
@@ -212,9 +213,33 @@ def test_dtb_places_the_image_exactly_at_chosen(make_dtb: MakeDtb, cells: int) -
     assert pa is not None and report.ok, report.log
     assert report.cmdline.text == SYNC
     assert (report.initrd and (report.initrd.start, report.initrd.end)) == (start, end)
-    assert f"RAMDISK: [mem {start:#010x}-{end - 1:#010x}]" in report.log.messages()
+    # riscv and arm64 print no RAMDISK: line (x86's reserve_initrd prints it).
+    assert not any(m.startswith("RAMDISK:") for m in report.log.messages())
     assert report.rootfs is not None and report.rootfs.read("/etc/b") == b"linked data\n"
-    assert report.freed_pages == len(_initrd_pfns(report))
+    # Generic free_initrd_mem: free_reserved_area(PAGE_ALIGN(start), end & PAGE_MASK).
+    assert report.free_policy == "linux-generic"
+    assert report.freed_pages == (end // PAGE_SIZE) - (-(-start // PAGE_SIZE))
+    _accounted(report)
+
+
+def test_ramdisk_line_rounds_the_end_as_x86() -> None:
+    # x86's reserve_initrd: RAMDISK: [mem image-PAGE_ALIGN(image + size) - 1].
+    image = small_image()
+    report = boot(image, machine=MACHINE, cmdline=SYNC)
+    assert report.initrd is not None and len(image) % PAGE_SIZE
+    end = -(-report.initrd.end // PAGE_SIZE) * PAGE_SIZE
+    assert f"RAMDISK: [mem {report.initrd.start:#010x}-{end - 1:#010x}]" in report.log.messages()
+    assert report.free_policy == "exact"
+
+
+def test_no_freeing_line_when_no_page_is_freed(make_dtb: MakeDtb) -> None:
+    # free_reserved_area prints "Freeing initrd memory" only when it freed pages: an initrd
+    # inside one page, rounded inward, frees none.
+    image = archive(f("init", b"x"))
+    start = 0x4200_0100
+    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image))))
+    assert report.ok and report.freed_pages == 0
+    assert not any(m.startswith("Freeing initrd memory") for m in report.log.messages())
     _accounted(report)
 
 
@@ -294,18 +319,45 @@ def test_dtb_initrd_outside_ram_is_disabled(make_dtb: MakeDtb, start: int) -> No
     _accounted(report)
 
 
-@pytest.mark.parametrize("where", ["kernel", "memreserve"])
-def test_dtb_initrd_overlapping_a_reservation_is_disabled(make_dtb: MakeDtb, where: str) -> None:
+def test_dtb_initrd_overlapping_the_kernel_is_disabled(make_dtb: MakeDtb) -> None:
     image = small_image()
-    start = 0x4080_0000 if where == "kernel" else 0x4208_0000
-    reserve = (0x4200_0000, 0x4210_0000) if where == "memreserve" else None
-    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image)), memreserve=reserve))
+    start = 0x4080_0000
+    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image))))
     size = -(-len(image) // PAGE_SIZE) * PAGE_SIZE
     messages = report.log.messages()
     first = f"INITRD: 0x{start:08x}+0x{size:08x} overlaps in-use memory region"
     assert messages[messages.index(first) + 1] == " - disabling initrd"
     assert report.initrd is None and report.initrd_disabled is not None
     assert report.freed_pages == 0
+    _accounted(report)
+
+
+def test_dtb_initrd_over_a_memreserve_is_kept_and_freed_whole(make_dtb: MakeDtb) -> None:
+    # riscv's setup_bootmem calls reserve_initrd_mem before early_init_fdt_scan_reserved_mem
+    # (arm64_memblock_init reserves the initrd at the same point), so the memreserve entry is
+    # not reserved yet when the initrd is checked; free_reserved_area later frees the initrd's
+    # whole pages without asking memblock.
+    image = small_image()
+    start = 0x4208_0000
+    reserve = (0x4200_0000, 0x4210_0000)
+    report = boot(image, dtb=make_dtb(initrd=(start, start + len(image)), memreserve=reserve))
+    assert report.ok and report.initrd is not None and report.initrd_disabled is None
+    assert not any("overlaps in-use memory region" in m for m in report.log.messages())
+    assert report.rootfs is not None and report.rootfs.read("/etc/b") == b"linked data\n"
+    assert report.freed_pages == len(image) // PAGE_SIZE
+    _accounted(report)
+
+
+def test_dtb_initrd_above_the_kernel_is_not_under_struct_pages(make_dtb: MakeDtb) -> None:
+    # memblock allocates the struct pages and hash tables after the initrd is reserved, so
+    # never over it: the model places them above an initrd that lies where they would go.
+    image = small_image()
+    machine = Machine.for_arch(X86_64, 64 << 20)
+    start = 0x4000_0000 + machine.kernel_size + PAGE_SIZE
+    report = boot(image, machine=machine, dtb=make_dtb(initrd=(start, start + len(image))))
+    assert report.ok and report.initrd is not None
+    growing = [r for r in report.reservations if "struct pages" in r.name or "hash table" in r.name]
+    assert growing and all(r.start >= report.initrd.end for r in growing)
     _accounted(report)
 
 

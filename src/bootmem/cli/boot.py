@@ -50,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--free-policy",
         choices=("exact", "linux-generic"),
-        default="exact",
-        help="exact: free every page nothing else holds (default); "
-        "linux-generic: round the range inward as free_reserved_area does",
+        default=None,
+        help="exact: free every page nothing else holds, as x86 does (default without --dtb); "
+        "linux-generic: round the range inward as free_reserved_area does (default with --dtb, "
+        "as riscv and arm64)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the log")
     p.add_argument(

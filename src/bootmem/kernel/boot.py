@@ -5,17 +5,24 @@ What happens, in Linux's order and with Linux's messages:
 1. The bootloader loads the kernel image low, the initrd high (page aligned) and the device tree
    at the top of RAM, and writes the initrd's range into ``/chosen`` - or a given device tree says
    where the initrd is, and the image is loaded exactly there.
-2. Early boot reads ``/memory``, the memreserve block, ``/reserved-memory`` and ``/chosen`` from
-   the blob in RAM, reserves the kernel, the blob and those regions, and checks the initrd
-   (``reserve_initrd_mem`` in init/initramfs.c): its page-rounded range must be inside one
-   memory region and must not overlap a reservation, or it is disabled.
+2. Early boot reads ``/memory`` and ``/chosen`` from the blob in RAM, reserves the kernel, and
+   checks the initrd (``reserve_initrd_mem`` in init/initramfs.c, which riscv's
+   ``setup_bootmem`` calls, and arm64's ``arm64_memblock_init`` reserves it at the same point):
+   its page-rounded range must be inside one memory region and must not overlap what is
+   reserved so far, or it is disabled.  Only then are the blob, the memreserve block and
+   ``/reserved-memory`` reserved (``early_init_fdt_scan_reserved_mem``), so an initrd over
+   them is kept - and freed whole later.  The model's own machine hands the initrd over as x86
+   does: ``RAMDISK: [mem ...]`` with the end page-rounded (``reserve_initrd``).
 3. The page allocator is built from the region lists (``memblock_free_all``): the
    ``Memory: ...K/...K available`` line.
 4. rootfs is mounted - tmpfs, or ramfs when the command line names a ``root=`` - then
    ``populate_rootfs``: the built-in initramfs is unpacked, then the initrd - through a lease,
    in a thread when ``initramfs_async`` (Linux's default) while the rest of boot allocates -
    and the initrd's frames are released whether unpacking succeeded or not, unless
-   ``retain_initrd``: ``Freeing initrd memory: ...K``.
+   ``retain_initrd``: ``Freeing initrd memory: ...K`` (no line when no page is freed), by the
+   architecture's ``free_initrd_mem``: x86's ``PAGE_ALIGN(end)`` on the model's own machine
+   (``exact``), generic ``free_reserved_area`` rounding inward with a device tree
+   (``linux-generic``).
 5. ``wait_for_initramfs``, then init runs.
 """
 
@@ -291,7 +298,7 @@ def boot(
     machine: Machine | None = None,
     dtb: bytes | None = None,
     cmdline: str = "",
-    free_policy: FreePolicy = "exact",
+    free_policy: FreePolicy | None = None,
     rootfs_size: int | None = None,
     rootfs_share: float | None = None,
     builtin: bytes | None = None,
@@ -303,6 +310,9 @@ def boot(
     max_decompressed: int | None = None,
 ) -> BootReport:
     """Boot ``initrd`` on ``machine`` (or on the machine ``dtb`` describes) and report.
+
+    ``free_policy`` is how the initrd's frames are freed; by default the architecture's: with
+    ``dtb``, generic Linux's (riscv, arm64: ``linux-generic``), else x86's (``exact``).
 
     The rootfs's size limit follows Linux (:func:`~bootmem.fs.tmpfs.shmem_limits`): half of the
     pages the allocator manages when rootfs is mounted, or ``rootfs_size`` bytes, or
@@ -318,6 +328,8 @@ def boot(
     failure, as in Linux.
     """
     machine = machine or Machine()
+    if free_policy is None:
+        free_policy = "linux-generic" if dtb is not None else "exact"
     if free_policy not in ("exact", "linux-generic"):
         raise BootError(f"unknown free policy {free_policy!r} (exact or linux-generic)")
     if rootfs_size is not None and rootfs_share is not None:
@@ -347,6 +359,7 @@ def boot(
         pa.subscribe(observer)
     reservations = memblock_reserve(pa, layout, image)
     initrd_region, disabled = reserve_initrd_mem(pa, layout, log)
+    reservations += reserve_after_initrd(pa, layout)
     phase("reserve")
 
     memory = mem_init(pa, layout, log)
@@ -417,8 +430,8 @@ def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None
     """Early boot's memblock reservations, before the initrd is looked at.
 
     Holes between ``/memory`` ranges (and the architecture's holes) are reserved as not RAM;
-    the kernel image, the memory that grows with RAM (struct pages, hash tables), the device
-    tree and the firmware's regions are reserved by name.  The device tree's ``totalsize``
+    the kernel image is reserved by name (riscv's ``setup_bootmem`` and arm64's
+    ``arm64_memblock_init`` reserve it before the initrd).  The device tree's ``totalsize``
     bytes and the initrd's bytes are written where the bootloader put them.  Returns the named
     reservations, by the order they were made.
     """
@@ -433,10 +446,12 @@ def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None
     kernel = layout.kernel
     if layout.init_sections:
         kernel = Region(kernel.name, kernel.start, layout.init_sections[0].start)
-    for region in [kernel, *layout.init_sections, *layout.growing, layout.fdt, *layout.firmware]:
+    for region in [kernel, *layout.init_sections]:
         _check_in_ram(region, ram)
         pa.reserve(region.start, region.end, name=region.name)
         reservations.append(region)
+    for region in [*layout.growing, layout.fdt, *layout.firmware]:
+        _check_in_ram(region, ram)
     pa.memory.write(layout.fdt.start, layout.dtb[: layout.fdt.size])
     if image is not None and layout.initrd is not None:
         # A /chosen range outside the modelled RAM holds nothing: reserve_initrd_mem disables it.
@@ -446,10 +461,25 @@ def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None
     return reservations
 
 
+def reserve_after_initrd(pa: PageAllocator, layout: Layout) -> list[Region]:
+    """The reservations made after the initrd's: the device tree (riscv's ``setup_bootmem``),
+    its memreserve block and ``/reserved-memory`` (``early_init_fdt_scan_reserved_mem``), and
+    what memblock allocates later (struct pages, hash tables).  Bytes the initrd already holds
+    stay the initrd's, and are freed with it, as ``free_reserved_area`` frees them in Linux."""
+    regions = [*layout.growing, layout.fdt, *layout.firmware]
+    for region in regions:
+        pa.reserve(region.start, region.end, name=region.name)
+    return regions
+
+
 def reserve_initrd_mem(pa: PageAllocator, layout: Layout, log: BootLog) -> tuple[Region | None, str | None]:
     """init/initramfs.c ``reserve_initrd_mem``: check the page-rounded range, then reserve it.
 
-    Returns the reserved initrd, or ``None`` and Linux's message when it is disabled.
+    The check sees only what is reserved before it: the holes and the kernel image (see
+    :func:`memblock_reserve`).  On the model's own machine the handoff is x86's, whose
+    ``reserve_initrd`` prints ``RAMDISK: [mem start-end]`` with ``end`` the last byte of the
+    initrd's last page (``PAGE_ALIGN``); riscv and arm64 print no such line.  Returns the
+    reserved initrd, or ``None`` and Linux's message when it is disabled.
     """
     placed = layout.initrd
     if placed is None:
@@ -466,7 +496,8 @@ def reserve_initrd_mem(pa: PageAllocator, layout: Layout, log: BootLog) -> tuple
         log.printk(" - disabling initrd", level="err")
         return None, f"{where} overlaps in-use memory region - disabling initrd"
     pa.reserve(placed.start, placed.end, name="initrd")
-    log.printk(f"RAMDISK: [mem {placed.start:#010x}-{placed.end - 1:#010x}]")
+    if not layout.given_dtb:
+        log.printk(f"RAMDISK: [mem {placed.start:#010x}-{align_up(placed.end, PAGE_SIZE) - 1:#010x}]")
     return placed, None
 
 
@@ -604,7 +635,8 @@ def free_initrd_mem(report: BootReport, initrd: Region) -> None:
     freed = pa.release_reserved(initrd.start, initrd.end, policy=report.free_policy)
     report.release_seconds = time.perf_counter() - t1
     report.freed_pages = freed
-    report.log.printk(f"Freeing initrd memory: {format_k(freed * PAGE_SIZE)}")
+    if freed:  # free_reserved_area prints only when it freed pages
+        report.log.printk(f"Freeing initrd memory: {format_k(freed * PAGE_SIZE)}")
 
 
 def kernel_init(report: BootReport, hole_pages: int, phase: Callable[[str], None]) -> None:
@@ -646,6 +678,7 @@ class Layout:
     fdt: Region
     firmware: list[Region]
     initrd: Region | None
+    given_dtb: bool = False  # a device tree was given (riscv, arm64); else the model's own machine
 
 
 def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | None, cmdline: str) -> Layout:
@@ -713,11 +746,12 @@ def bootloader_place(machine: Machine, image: memoryview | None, dtb: bytes | No
 
 
 def _place_kernel(
-    machine: Machine, start: int, firmware: list[Region]
+    machine: Machine, start: int, firmware: list[Region], initrd: Region | None = None
 ) -> tuple[Region, list[Region], list[Region]]:
     """The kernel image at ``start`` or the next 2 MiB boundary clear of ``firmware``, then the
-    reservations that grow with RAM right above it (memblock allocates them early, near the kernel
-    in the model; where they lie does not change any figure)."""
+    reservations that grow with RAM right above it, or above ``initrd`` when they would overlap
+    it (memblock allocates them after the initrd is reserved, so never over it; where they lie
+    does not change any figure)."""
     ram_size = machine.ram_size
     sizes = [("struct pages", machine.arch.memmap_bytes(ram_size))]
     sizes += [(f"{name} hash table", n) for name, n in machine.arch.hash_tables(ram_size)]
@@ -733,6 +767,9 @@ def _place_kernel(
         top -= n
     growing: list[Region] = []
     at = align_up(kernel.end, PAGE_SIZE)
+    grown = sum(n for _name, n in sizes)
+    if initrd is not None and grown and _overlaps(at, at + grown, initrd):
+        at = align_up(initrd.end, PAGE_SIZE)
     for name, n in sizes:
         growing.append(Region(name, at, at + n))
         at += n
@@ -746,7 +783,6 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> L
         raise BootError("device tree declares no memory (no /memory node with a reg)")
     ram = [Region("System RAM", r.start, r.end) for r in memory]
     firmware = [Region(r.name, r.start, r.end) for r in [*tree.memreserve, *tree.reserved_memory]]
-    kernel, sections, growing = _place_kernel(machine, align_up(memory[0].start, KERNEL_ALIGN), firmware)
     top = max(r.end for r in memory)
     # A bootloader copies the blob's totalsize bytes; a file may be padded past them (QEMU's
     # -machine dumpdtb writes a 1 MiB buffer).
@@ -766,7 +802,10 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> L
                 f"({chosen.start:#x}-{chosen.end:#x})"
             )
         initrd = Region("initrd", chosen.start, chosen.end)
-    elif image is not None:
+    kernel, sections, growing = _place_kernel(
+        machine, align_up(memory[0].start, KERNEL_ALIGN), firmware, initrd
+    )
+    if initrd is None and image is not None:
         start = align_down(fdt_start - len(image), PAGE_SIZE)
         initrd = Region("initrd", start, start + len(image))
     return Layout(
@@ -781,6 +820,7 @@ def _place_with_dtb(machine: Machine, image: memoryview | None, dtb: bytes) -> L
         fdt=fdt,
         firmware=firmware,
         initrd=initrd,
+        given_dtb=True,
     )
 
 

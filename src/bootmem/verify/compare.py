@@ -19,7 +19,7 @@ from typing import Any
 
 from bootmem.errors import VerifyError
 from bootmem.kernel.arch import FLAT
-from bootmem.kernel.boot import BootReport, FreePolicy, Machine, boot
+from bootmem.kernel.boot import BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
 from bootmem.units import align_down, align_up, format_size
 from bootmem.verify.images import PROBE_CMDLINE, compose, probe_segment
@@ -167,8 +167,7 @@ def model_boot(
     as generic Linux frees it: the range rounded inward (``free_reserved_area``).
     """
     machine = model_machine(linux, initrd_size=len(composed), dtb=dtb)
-    policy: FreePolicy = "linux-generic" if dtb is not None else "exact"
-    return boot(composed, machine=machine, dtb=dtb, cmdline=cmdline, free_policy=policy, poison=None)
+    return boot(composed, machine=machine, dtb=dtb, cmdline=cmdline, poison=None)
 
 
 #: Figures shown side by side but not judged, and why.
