@@ -347,28 +347,43 @@ class _HostTarget:
         return member if rel == member.name else dataclasses.replace(member, name=rel)
 
     def _parent(self, parent: str) -> None:
-        """Make sure directory ``parent`` exists with no symlink on the way: O(1) calls when known."""
+        """Make sure directory ``parent`` exists with no symlink on the way: O(1) calls when known,
+        else two calls per missing level, each relative to the level above (``mkdirat``, then
+        ``openat`` with ``O_NOFOLLOW``), so a deep path costs time linear in its depth."""
         if parent in self.known:
             return
-        parts = parent.split("/")
-        i = len(parts)
-        while i > 0 and "/".join(parts[:i]) not in self.known:
-            i -= 1
-        for j in range(i + 1, len(parts) + 1):
-            path = "/".join(parts[:j])
-            try:
-                st = os.lstat(path, dir_fd=self.fd)
-            except FileNotFoundError:
+        cut = len(parent)
+        while cut > 0 and parent[:cut] not in self.known:
+            cut = parent.rfind("/", 0, cut)
+        done = parent[:cut] if cut > 0 else ""
+        # O_PATH: a directory without read permission is still walked, as lstat walked it.
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(done, flags, dir_fd=self.fd) if done else self.fd
+        try:
+            for part in parent[len(done) :].lstrip("/").split("/"):
+                path = f"{done}/{part}" if done else part
                 try:
-                    os.mkdir(path, 0o755, dir_fd=self.fd)
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
                 except OSError as exc:
                     raise _Skip(f"cannot make parent {path!r}: {exc.strerror}") from None
-            else:
-                if stat.S_ISLNK(st.st_mode):
-                    raise _Skip(f"parent {path!r} is a symlink, which extraction does not follow")
-                if not stat.S_ISDIR(st.st_mode):
-                    raise _Skip(f"parent {path!r} is not a directory")
-            self.known.add(path)
+                try:
+                    below = os.open(part, flags, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise _Skip(f"cannot open parent {path!r}: {exc.strerror}") from None
+                    if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+                        raise _Skip(f"parent {path!r} is a symlink, which extraction does not follow") from None
+                    raise _Skip(f"parent {path!r} is not a directory") from None
+                if fd != self.fd:
+                    os.close(fd)
+                fd = below
+                done = path
+                self.known.add(path)
+        finally:
+            if fd != self.fd:
+                os.close(fd)
 
     def _unaccept(self, name: str, reason: str) -> None:
         self.result.entries -= 1
