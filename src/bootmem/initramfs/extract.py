@@ -374,7 +374,8 @@ class _HostTarget:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise _Skip(f"cannot open parent {path!r}: {exc.strerror}") from None
                     if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
-                        raise _Skip(f"parent {path!r} is a symlink, which extraction does not follow") from None
+                        why = f"parent {path!r} is a symlink, which extraction does not follow"
+                        raise _Skip(why) from None
                     raise _Skip(f"parent {path!r} is not a directory") from None
                 if fd != self.fd:
                     os.close(fd)
