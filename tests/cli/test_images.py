@@ -48,6 +48,19 @@ def test_create_from_manifest(tmp_path: Path) -> None:
     assert (tmp_path / "img").read_bytes().startswith(b"070702")
 
 
+def test_create_warns_of_what_the_kernel_would_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m").write_text("dir /bin 0755 0 0\nslink /sbin/init /bin/sh 0777 0 0\ndir /bin 0700 0 0\n")
+    assert main(["create", "--manifest", str(tmp_path / "m"), "-o", str(tmp_path / "img")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"bootmem: warning: {tmp_path / 'm'}:2: 'sbin/init': its directory 'sbin' is not created before it, "
+        "so the kernel drops it silently",
+        f"bootmem: warning: {tmp_path / 'm'}:3: 'bin' again (line 1): the later entry replaces it",
+    ]
+    assert (tmp_path / "img").read_bytes().startswith(b"070701")
+
+
 def test_create_usage_errors(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["create", "-o", str(tmp_path / "img")]) == 1
     (tmp_path / "m").write_text("dir /bin 0755 0 0\nbogus line\n")

@@ -22,7 +22,7 @@ import bootmem.initramfs.create
 from bootmem.errors import CompressionError, CpioError, UsageError
 from bootmem.initramfs.compress import COMPRESSIONS, open_compressor
 from bootmem.initramfs.cpio import CpioReader, Entry
-from bootmem.initramfs.create import create_image, default_threads, parse_compression, parse_manifest
+from bootmem.initramfs.create import create_image, default_threads, lint, parse_compression, parse_manifest
 from bootmem.initramfs.extract import extractall
 from tests.conftest import require_tool
 from tests.initramfs.corpus import _content
@@ -279,6 +279,74 @@ def test_manifest_errors_name_the_line(line: str, message: str) -> None:
         parse_manifest(["# header", "", line], where="list.txt")
     assert str(info.value).startswith("list.txt:3: ")
     assert message in str(info.value)
+
+
+def test_manifest_mtime_override_sets_the_next_entry_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000")
+    (tmp_path / "f").write_bytes(b"x")
+    sources = parse_manifest([
+        "#bootmem: mtime=1700000000",
+        "dir /etc 0755 0 0",
+        "# bootmem: mtime=5",
+        f"file /etc/a {tmp_path}/f 0600 7 8 /etc/b",
+        "dir /var 0700 0 0",
+    ])  # fmt: skip
+    got = [(s.entry.name, s.entry.c_mtime, s.entry.c_uid, oct(s.entry.mode), s.line) for s in sources]
+    assert got == [
+        ("etc", 1700000000, 0, "0o755", 2),  # as given: not clamped by SOURCE_DATE_EPOCH
+        ("etc/a", 5, 7, "0o600", 4),
+        ("etc/b", 5, 7, "0o600", 4),
+        ("var", 1000, 0, "0o700", 5),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["#bootmem: mtime=yesterday", "dir /x 0755 0 0"], "m:1: bad override 'mtime=yesterday'"),
+        (["#bootmem: owner=0", "dir /x 0755 0 0"], "m:1: bad override 'owner=0'"),
+        (["#bootmem: mtime=99999999999", "dir /x 0755 0 0"], "m:1: mtime '99999999999' out of range"),
+        (["dir /x 0755 0 0", "#bootmem: mtime=1"], "m:2: '#bootmem:' line with no entry after it"),
+        (["#bootmem: mtime=1", "#bootmem: mtime=2", "dir /x 0755 0 0"], "m:2: a second '#bootmem:' line"),
+    ],
+)
+def test_manifest_override_errors_name_the_line(lines: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        parse_manifest(lines, where="m")
+
+
+def test_lint_warns_of_missing_parents_and_repeated_paths() -> None:
+    sources = parse_manifest([
+        "dir /etc 0755 0 0",
+        "slink /lib usr/lib 0777 0 0",
+        "dir /lib/modules 0755 0 0",  # under a symlink: it may lead to a directory
+        "nod /dev/console 0600 0 0 c 5 1",  # no /dev: the kernel drops it
+        "dir /etc 0700 0 0",
+        "dir /run/a/b 0755 0 0",
+        "dir /run 0755 0 0",  # too late for /run/a/b
+    ])  # fmt: skip
+    assert lint(sources, where="m") == [
+        "m:4: 'dev/console': its directory 'dev' is not created before it, so the kernel drops it silently",
+        "m:5: 'etc' again (line 1): the later entry replaces it",
+        "m:6: 'run/a/b': its directory 'run/a' is not created before it, so the kernel drops it silently",
+    ]
+    assert lint(sources[3:4], existing=["/dev"]) == []
+
+
+def test_create_reports_lint_warnings_and_still_writes(tmp_path: Path) -> None:
+    img = tmp_path / "img"
+    warnings: list[str] = []
+    create_image(img, manifest=["dir /a 0755 0 0", "#cpio: gzip", "dir /a/b 0755 0 0", "dir /c/d 0755 0 0"],
+                 warn=warnings.append)  # fmt: skip
+    assert warnings == [
+        "manifest:4: 'c/d': its directory 'c' is not created before it, so the kernel drops it silently"
+    ]
+    create_image(img, manifest=["dir /c 0755 0 0"], append=True)
+    warnings.clear()
+    create_image(img, manifest=["dir /c/e 0755 0 0", "dir /x/y 0755 0 0"], append=True, warn=warnings.append)
+    assert [w.split(":")[1] for w in warnings] == ["2"]  # c exists in the image appended to
 
 
 def test_manifest_image_matches_gen_init_cpio_semantics_under_gnu_cpio(tmp_path: Path) -> None:

@@ -66,8 +66,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description=(
             "Write a reproducible initramfs image: sorted names, stable inode numbers, hardlinks kept, "
             "mtimes clamped by SOURCE_DATE_EPOCH. The main archive comes from DIR or from a manifest in "
-            "the syntax of the kernel's usr/gen_init_cpio (file, dir, nod, slink, pipe, sock lines); each "
-            "--early DIR is written first as an uncompressed archive, as distributions prepend microcode."
+            "the syntax of the kernel's usr/gen_init_cpio (file, dir, nod, slink, pipe, sock lines, each "
+            "with its owner and mode; '#bootmem: mtime=SECONDS' before a line sets that entry's mtime); "
+            "each --early DIR is written first as an uncompressed archive, as distributions prepend "
+            "microcode. A manifest is checked first: an entry whose directory is not created before it "
+            "(the kernel drops it silently) and a path named twice are warnings."
         ),
     )
     p.add_argument("root", metavar="DIR", nargs="?", help="directory to archive")
@@ -218,6 +221,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         "compression": args.compress,
         "early": args.early,
         "append": args.append,
+        "warn": lambda message: print(f"bootmem: warning: {printable(message)}", file=sys.stderr),
     }
     if args.output == "-" and args.append:
         raise UsageError("--append needs an image file, not '-'")

@@ -18,6 +18,7 @@ init/initramfs.c (``maybe_link``) and ``cpio -i`` both rebuild one inode from th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import re
@@ -37,6 +38,7 @@ from bootmem.initramfs.cpio import (
     pack_header,
     pad4,
 )
+from bootmem.initramfs.select import normalise
 
 CHUNK = 1 << 20
 _BUFFERS = 3  # of CHUNK bytes: one filling, one waiting, one being compressed
@@ -51,11 +53,13 @@ class Source:
     """One entry to write: its header fields and, for a regular file with data, the host file.
 
     ``path`` is ``None`` for entries without data (directories, devices, the size-0 names of
-    a hardlink group); a symlink's data is ``entry.linkname``.
+    a hardlink group); a symlink's data is ``entry.linkname``.  ``line`` is the manifest line
+    the entry comes from, if any.
     """
 
     entry: Entry
     path: str | None = None
+    line: int | None = None
 
 
 def source_date_epoch() -> int | None:
@@ -150,6 +154,7 @@ def scan_directory(root: str | os.PathLike[str]) -> list[Source]:
 # --- gen_init_cpio manifests ------------------------------------------------------------------
 
 _ENV = re.compile(r"\$\{([^}]+)\}")
+_OVERRIDE = re.compile(r"^#\s*bootmem:\s*(.*)$")
 _ARITY = {"file": (5, None), "dir": (4, 4), "nod": (7, 7), "slink": (5, 5), "pipe": (4, 4), "sock": (4, 4)}
 _TYPE_BITS = {"dir": stat.S_IFDIR, "pipe": stat.S_IFIFO, "sock": stat.S_IFSOCK, "slink": stat.S_IFLNK}
 
@@ -170,18 +175,29 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
     keep the manifest's order, and a ``file`` with hard links is written once per name with the
     data on the last.  mtimes: a file's own (clamped by ``SOURCE_DATE_EPOCH``), else
     ``SOURCE_DATE_EPOCH`` or 0.  Errors are :class:`UsageError` naming ``where`` and the line.
+
+    Every line gives its entry's owner and mode; gen_init_cpio has no field for an mtime, so a
+    comment line ``#bootmem: mtime=SECONDS`` sets the mtime of the entry on the next line (all
+    names of a ``file`` with hard links), as given, unclamped.  To gen_init_cpio it is a comment.
     """
     clamp = source_date_epoch()
     default_mtime = clamp if clamp is not None else 0
     sources: list[Source] = []
     ino = 0
+    override: tuple[int, int] | None = None  # (line, mtime) for the next entry
     for lineno, raw in enumerate(lines, first_line):
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
 
         def fail(message: str, lineno: int = lineno) -> UsageError:
             return UsageError(f"{where}:{lineno}: {message}")
+
+        if (directive := _OVERRIDE.match(line)) is not None:
+            if override is not None:
+                raise fail(f"a second '#bootmem:' line before an entry (the first is line {override[0]})")
+            override = (lineno, _override_mtime(directive.group(1), fail))
+            continue
+        if not line or line.startswith("#"):
+            continue
 
         words = line.split()  # gen_init_cpio reads fields with sscanf("%s"): no quoting
         kind, args = words[0], words[1:]
@@ -202,6 +218,7 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
             return value
 
         ino += 1
+        mtime_override, override = (override[1] if override else None), None
         if kind == "file":
             location = _ENV.sub(lambda m: os.environ.get(m.group(1), ""), args[1])
             mode, uid, gid = number(args[2], "mode", 8), number(args[3], "uid"), number(args[4], "gid")
@@ -212,6 +229,8 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
             if not stat.S_ISREG(st.st_mode):
                 raise fail(f"{location!r} is not a regular file")
             mtime = int(st.st_mtime) if clamp is None else min(int(st.st_mtime), clamp)
+            if mtime_override is not None:
+                mtime = mtime_override
             names = [name] + [n[1:] if n.startswith("/") else n for n in args[5:]]
             for k, each in enumerate(names):
                 last = k == len(names) - 1
@@ -225,7 +244,7 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
                     c_mtime=max(mtime, 0),
                     c_filesize=st.st_size if last else 0,
                 )
-                sources.append(Source(entry, location if last and st.st_size else None))
+                sources.append(Source(entry, location if last and st.st_size else None, lineno))
             continue
         if kind == "slink":
             target = args[1]
@@ -254,8 +273,55 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
             mode, uid, gid = number(args[1], "mode", 8), number(args[2], "uid"), number(args[3], "gid")
             nlink = 2 if kind == "dir" else 1
             entry = Entry(name, _TYPE_BITS[kind] | (mode & 0o7777), ino, uid, gid, nlink, default_mtime)
-        sources.append(Source(entry))
+        if mtime_override is not None:
+            entry = dataclasses.replace(entry, c_mtime=mtime_override)
+        sources.append(Source(entry, line=lineno))
+    if override is not None:
+        raise UsageError(f"{where}:{override[0]}: '#bootmem:' line with no entry after it")
     return sources
+
+
+def _override_mtime(text: str, fail: Callable[[str], UsageError]) -> int:
+    """The mtime a ``#bootmem: mtime=SECONDS`` line gives."""
+    key, _, value = text.strip().partition("=")
+    if key.strip() != "mtime" or not value.strip().isdigit() or " " in value.strip():
+        raise fail(f"bad override {text.strip()!r} (#bootmem: mtime=SECONDS)")
+    mtime = int(value)
+    if mtime > 0xFFFFFFFF:
+        raise fail(f"mtime {value.strip()!r} out of range")
+    return mtime
+
+
+def lint(sources: Iterable[Source], *, where: str = "manifest", existing: Iterable[str] = ()) -> list[str]:
+    """Warnings for entries of ``sources`` the kernel will not make as written, in order:
+
+    - an entry whose parent directory no earlier entry creates (nor ``existing``, the paths an
+      image being appended to already makes): init/initramfs.c creates each entry by its path
+      and a missing parent fails it without a message, so the entry is silently dropped;
+    - a path named twice: the later entry replaces the earlier (``clean_path``).
+
+    A symlink counts as a parent, since it may lead to a directory.  Each warning names
+    ``where``, the manifest line (when known) and the path.
+    """
+    parents: set[str] = {"", *(normalise(p) for p in existing)}
+    first: dict[str, int | None] = {}
+    warnings: list[str] = []
+    for src in sources:
+        path = normalise(src.entry.name)
+        at = f"{where}:{src.line}" if src.line is not None else where
+        parent = path.rpartition("/")[0]
+        if parent not in parents:
+            warnings.append(f"{at}: {path!r}: its directory {parent!r} is not created before it, "
+                            "so the kernel drops it silently")  # fmt: skip
+        if path in first:
+            line = first[path]
+            earlier = f"line {line}" if line is not None else "an earlier entry"
+            warnings.append(f"{at}: {path!r} again ({earlier}): the later entry replaces it")
+        else:
+            first[path] = src.line
+        if src.entry.isdir() or src.entry.issym():
+            parents.add(path)
+    return warnings
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +609,7 @@ def create_image(
     early: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     progress: Callable[[int, int], object] | None = None,
     append: bool = False,
+    warn: Callable[[str], object] | None = None,
 ) -> int:
     """Write an initramfs image to ``out`` (a binary stream, or a path created or replaced).
 
@@ -556,7 +623,8 @@ def create_image(
     hold several archives, each with its own compression (:func:`split_manifest`).  ``early``,
     a directory or several, is written first, each as its own uncompressed archive padded with
     NULs to 4 bytes, as distributions prepend microcode.  ``progress``, when given, is called
-    as ``progress(done, total)`` while the archives' file data is read, in bytes.
+    as ``progress(done, total)`` while the archives' file data is read, in bytes.  ``warn``,
+    when given, is called with each of a manifest's :func:`lint` warnings before writing.
 
     A path ``out`` is created with no more permission than its inputs have: when a regular file
     going into the image is not readable by group or others, neither is the image (an image
@@ -591,6 +659,12 @@ def create_image(
             sources = parse_manifest(part.lines, where=where, first_line=part.first_line)
             spec = default if part.compression is None else parse_compression(part.compression)
             archives.append((sources, spec))
+        if warn is not None:
+            existing = _existing_paths(out) if append else ()
+            for warning in lint(
+                (s for sources, _ in archives for s in sources), where=where, existing=existing
+            ):
+                warn(warning)
     plan = [(sources, _compressor(spec)) for sources, spec in archives]
 
     if not isinstance(out, (str, os.PathLike)):
@@ -613,6 +687,19 @@ def create_image(
         with contextlib.suppress(OSError):
             os.unlink(out)
         raise
+
+
+def _existing_paths(image: object) -> Iterable[str]:
+    """The paths the image being appended to makes (none when it cannot be read)."""
+    from bootmem.errors import BootmemError
+    from bootmem.initramfs.diff import image_tree
+
+    if not isinstance(image, (str, os.PathLike)):
+        return ()
+    try:
+        return image_tree(image, digest=False).keys()
+    except (BootmemError, OSError):
+        return ()
 
 
 def _compressor(spec: Compression) -> Any | None:
