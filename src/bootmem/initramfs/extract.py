@@ -245,10 +245,11 @@ class _Skip(Exception):
 class _HostFile:
     """A regular file being written (``do_copy``)."""
 
-    __slots__ = ("entry", "fd", "host", "written")
+    __slots__ = ("entry", "fd", "host", "kernel_opened", "written")
 
-    def __init__(self, host: _HostTarget, fd: int, entry: Entry) -> None:
+    def __init__(self, host: _HostTarget, fd: int, entry: Entry, *, kernel_opened: bool) -> None:
         self.host, self.fd, self.entry = host, fd, entry
+        self.kernel_opened = kernel_opened
         self.written = 0
 
     def write(self, data: memoryview) -> int:
@@ -296,6 +297,8 @@ class _HostTarget:
         self.root = os.geteuid() == 0
         self.owners = self.root and filt is not data_filter
         self.known: set[str] = {""}  # directories walked or made, with no symlink on the way
+        self.made: set[str] = set()  # parents made here that the archive lacks: so does Linux
+        self.archived: set[str] = set()  # directories the archive holds, extracted or not
         self.dirs: dict[str, Entry] = {}  # directory attributes, applied last
         self.dest_entry: Entry | None = None
         self.result = Extraction()
@@ -311,6 +314,8 @@ class _HostTarget:
     # names
 
     def accept(self, entry: Entry) -> Entry | None:
+        if entry.isdir():
+            self.archived.add(relative_name(entry.name))  # Linux makes it, selected or not
         if self.selection is not None and not self.selection.matches(entry):
             return None
         if self.members is not None and entry not in self.members and entry.name not in self.members:
@@ -368,6 +373,9 @@ class _HostTarget:
                     pass
                 except OSError as exc:
                     raise _Skip(f"cannot make parent {path!r}: {exc.strerror}") from None
+                else:
+                    if path not in self.archived:
+                        self.made.add(path)
                 try:
                     below = os.open(part, flags, dir_fd=fd)
                 except OSError as exc:
@@ -403,6 +411,7 @@ class _HostTarget:
             if stat.S_ISDIR(st.st_mode):
                 self.known = {""}  # a removed directory may be the parent of known ones
                 self.dirs.pop(name, None)
+                self.made.discard(name)
                 os.rmdir(name, dir_fd=self.fd)
             else:
                 os.unlink(name, dir_fd=self.fd)
@@ -444,7 +453,14 @@ class _HostTarget:
             os.close(fd)
             self._unaccept(entry.name, f"cannot size or set attributes: {exc.strerror}")
             return None
-        return _HostFile(self, fd, entry)
+        return _HostFile(self, fd, entry, kernel_opened=not self._under_made(entry.name))
+
+    def _under_made(self, name: str) -> bool:
+        """Whether a parent of ``name`` was made here, not by an entry (Linux's open fails)."""
+        if not self.made:
+            return False
+        parts = name.split("/")[:-1]
+        return any("/".join(parts[:i]) in self.made for i in range(1, len(parts) + 1))
 
     def mkdir(self, entry: Entry) -> None:
         name = entry.name
@@ -458,6 +474,7 @@ class _HostTarget:
             self._unaccept(name, f"cannot make directory: {exc.strerror}")
             return
         self.known.add(name)
+        self.made.discard(name)  # an entry made it: Linux has it too
         self.dirs[name] = entry  # owner, mode and mtime last, so that children can be made
 
     def mknod(self, entry: Entry) -> None:

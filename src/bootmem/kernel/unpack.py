@@ -185,7 +185,14 @@ def kernel_rdev(major: int, minor: int) -> tuple[int, int]:
 
 
 class Sink(Protocol):
-    """A regular file opened by ``do_name``, written by ``do_copy``."""
+    """A regular file opened by ``do_name``, written by ``do_copy``.
+
+    ``kernel_opened`` is False for a file Linux's ``filp_open`` would not have opened (a host
+    directory's target makes missing parents): its ``070702`` sum is then not checked, as Linux
+    never reads its data.
+    """
+
+    kernel_opened: bool
 
     def write(self, data: memoryview) -> int:
         """Write ``data``; return the bytes written (fewer: "write error")."""
@@ -503,7 +510,7 @@ class Unpacker:
             self._write(self.body_len)
             self.sink = None
             sink.close(self.mtime)
-            if self.csum_present and self.io_csum != self.hdr_csum:
+            if self.csum_present and sink.kernel_opened and self.io_csum != self.hdr_csum:
                 self.error(
                     "bad data checksum",
                     f"bad data checksum for {entry.name!r}{self._where()}: c_check {self.hdr_csum:#010x}, "
@@ -690,6 +697,7 @@ class _TmpfsSink:
     Linux's size and holds only the pages written."""
 
     __slots__ = ("out",)
+    kernel_opened = True
 
     def __init__(self, out: OpenFile) -> None:
         self.out = out
