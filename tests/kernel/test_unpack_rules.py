@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bootmem.fs.tmpfs import Tmpfs
-from bootmem.kernel.boot import CommandLine, init_rootfs
+from bootmem.kernel.boot import CommandLine, Machine, boot, init_rootfs
 from bootmem.kernel.unpack import unpack_to_rootfs
 from bootmem.mm import PageAllocator
+from tests.kernel.conftest import SYNC
 from tests.kernel.unpack_rules import CASES, Case, Node
 
 
@@ -41,6 +42,10 @@ def test_model_follows_the_rule(case: Case) -> None:
     result = unpack_to_rootfs(case.image, fs)
     assert (result.error.message if result.error else None) == case.message, case.rule
     check_rootfs(fs, case)
+    if case.freed is not None:
+        report = boot(case.image, machine=Machine(ram_size=case.ram), cmdline=f"{SYNC} {case.cmdline}")
+        freed = any(m.startswith("Freeing initrd memory") for m in report.log.messages())
+        assert freed is case.freed, case.rule
 
 
 def test_node_kinds_are_known() -> None:

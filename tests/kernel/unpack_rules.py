@@ -40,6 +40,7 @@ class Case:
     message: str | None = None  # "Initramfs unpacking failed: <message>", None for no error
     cmdline: str = ""  # more kernel command line words
     ram: int = 64 << 20  # the model's RAM (the real kernel boots with 256M)
+    freed: bool | None = None  # whether "Freeing initrd memory" is printed; None: not judged
 
 
 def _no_trailer(*members: Entry | tuple[Entry, bytes]) -> bytes:
@@ -301,6 +302,23 @@ def _cases() -> list[Case]:
             + archive(f("b", b"own data\n", c_ino=7, c_nlink=2)),
             {"a": Node("f", b""), "b": Node("f", b"own data\n")},
             absent=("TRAILER!!!",),
+        ),
+        Case(
+            "retain-initrd-takes-no-value",
+            'retain_initrd_param: __setup("retain_initrd", ...) gets "=1" and returns 0 for any '
+            "value, so retain_initrd stays 0 and free_initrd_mem runs",
+            archive(f("a", b"x")),
+            {"a": Node("f", b"x")},
+            cmdline="retain_initrd=1",
+            freed=True,
+        ),
+        Case(
+            "retain-initrd-bare",
+            "retain_initrd_param: a bare retain_initrd sets it: do_populate_rootfs frees nothing",
+            archive(f("a", b"x")),
+            {"a": Node("f", b"x")},
+            cmdline="retain_initrd",
+            freed=False,
         ),
         Case(
             "junk-within-compressed",

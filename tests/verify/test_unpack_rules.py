@@ -81,6 +81,8 @@ def test_real_kernel_follows_the_rule(
         line.split(": ", 1)[1] for line in console.splitlines() if "Initramfs unpacking failed: " in line
     ]
     assert (failed[0].strip() if failed else None) == case.message, case.rule
+    if case.freed is not None:
+        assert ("Freeing initrd memory:" in console) is case.freed, case.rule
     rootfs = _rootfs(console)
     for name, want in case.paths.items():
         got = rootfs.get(name)
