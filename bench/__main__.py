@@ -51,7 +51,7 @@ def runs_for(mb: float, quick: bool) -> int:
 
 
 def _samples(c: Comparison) -> dict[str, Any]:
-    return {"title": c.title, "samples": c.samples}
+    return {"title": c.title, "samples": c.samples, "cpu": c.cpu}
 
 
 def log(message: str) -> None:

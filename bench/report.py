@@ -131,15 +131,16 @@ def comparison_table(section: str, rows: list[dict[str, Any]]) -> list[str]:
         samples = row["samples"]
         mine = next(iter(samples))
         ours = median(samples[mine])
+        cpu = row.get("cpu", {})
         note = f" ({mine.removeprefix(subject).strip()})" if mine != subject else ""
-        cells = [row["title"], fmt_ms(ours) + note]
+        cells = [row["title"], fmt_ms(ours) + note + (f"; CPU {fmt_ms(median(cpu[mine]))}" if cpu else "")]
         verdicts = []
         for name in peers:
             if name not in samples:
                 cells.append("n/a")
                 continue
             ratio = ours / median(samples[name])
-            cells.append(f"{fmt_ms(median(samples[name]))} ({ratio:.2f}x)")
+            cells.append(f"{fmt_ms(median(samples[name]))} ({ratio:.2f}x{_cpu_ratio(cpu, mine, name, '; ')})")
             goal = goal_for(section, name, row["title"])
             if goal is not None:
                 verdicts.append(f"{goal_text(*goal)} {cell(name)}: {met(meets(ratio, *goal))}")
@@ -148,8 +149,16 @@ def comparison_table(section: str, rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def verdicts(section: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, float, bool]]:
-    """``(title, goal, ratio, met)`` of every row of ``section`` that has a goal."""
+def _cpu_ratio(cpu: dict[str, list[float]], subject: str, peer: str, sep: str) -> str:
+    """``sep`` and the ratio of CPU seconds (medians), when both were measured; else ``""``."""
+    if not cpu.get(subject) or not cpu.get(peer) or not median(cpu[peer]):
+        return ""
+    return f"{sep}CPU {median(cpu[subject]) / median(cpu[peer]):.2f}x"
+
+
+def verdicts(section: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, float, bool, str]]:
+    """``(title, goal, ratio, met, cpu)`` of every row of ``section`` that has a goal; ``cpu``
+    is the ratio of CPU times as text (``" (CPU 1.20x)"``), or ``""`` when not measured."""
     out = []
     for row in rows:
         samples = row["samples"]
@@ -159,7 +168,8 @@ def verdicts(section: str, rows: list[dict[str, Any]]) -> list[tuple[str, str, f
             if goal is not None:
                 ratio = median(samples[subject]) / median(samples[name])
                 text = f"{subject} {goal_text(*goal)} {cell(name)}"
-                out.append((row["title"], text, ratio, meets(ratio, *goal)))
+                cpu = _cpu_ratio(row.get("cpu", {}), subject, name, "")
+                out.append((row["title"], text, ratio, meets(ratio, *goal), f" ({cpu})" if cpu else ""))
     return out
 
 
@@ -169,10 +179,10 @@ def all_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     goals: list[tuple[str, str, bool]] = []
     for section in COMPARED:
         rows = verdicts(section, results.get(section, []))
-        for title, text, ratio, ok in rows:
+        for title, text, ratio, ok, cpu in rows:
             if title == HEADLINE or title.startswith("Debian") or len(rows) == 1:
                 figure = (
-                    f"{ratio:.2f}x"
+                    f"{ratio:.2f}x{cpu}"
                     if section != "create19"
                     else f"{ratio:.2f}x the time ({1 / ratio:.2f}x as fast)"
                 )
@@ -222,13 +232,23 @@ def fmt_ram(ram: int) -> str:
 
 
 def boot_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| image | RAM | floor | boot() | ratio | goal within 1.3x |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| image | RAM | floor | boot() | ratio | CPU: floor, boot(), ratio | goal within 1.3x |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         floor, booted = (median(row["samples"]["floor"]), median(row["samples"]["boot()"]))
         ratio = booted / floor
+        cpu = row.get("cpu", {})
+        cpus = (
+            f"{fmt_ms(median(cpu['floor']))}, {fmt_ms(median(cpu['boot()']))}"
+            f"{_cpu_ratio(cpu, 'boot()', 'floor', ', ').replace('CPU ', '')}"
+            if cpu
+            else "-"
+        )
         lines.append(
             f"| {row['title']} | {fmt_ram(row['ram'])} | {fmt_ms(floor)} | {fmt_ms(booted)} | "
-            f"{ratio:.2f}x | {met(ratio <= 1.3)} |"
+            f"{ratio:.2f}x | {cpus} | {met(ratio <= 1.3)} |"
         )
     return lines
 

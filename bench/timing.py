@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -14,10 +15,14 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Comparison:
-    """Seconds of every run of each contender; the first contender is the one compared."""
+    """Seconds of every run of each contender; the first contender is the one compared.
+    ``cpu`` holds the CPU seconds (user + system, of this process and the children it waited
+    for) of the same runs: on a shared machine they change far less with its load than the
+    elapsed seconds do."""
 
     title: str
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def subject(self) -> str:
@@ -45,16 +50,24 @@ def alternate(
     """Time ``runs`` rounds of every contender, one of each per round, the order reversed on
     every other round so that drift (caches, clock, other load) falls on all of them alike.
     ``reset`` runs before each run, untimed (an emptied output directory)."""
-    result = Comparison(title, {name: [] for name in contenders})
+    result = Comparison(title, {name: [] for name in contenders}, {name: [] for name in contenders})
     for r in range(runs):
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for name in order:
             if reset is not None:
                 reset()
+            c0 = cpu_seconds()
             t0 = time.perf_counter()
             contenders[name]()
             result.samples[name].append(time.perf_counter() - t0)
+            result.cpu[name].append(cpu_seconds() - c0)
     return result
+
+
+def cpu_seconds() -> float:
+    """User and system seconds of this process and of its children waited for, so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class ContenderFailed(Exception):

@@ -106,3 +106,32 @@ def test_render_merges_runs_later_rows_win(tmp_path: Path) -> None:
     assert "| list, all 3 images: bootmem ls within 1.15x of bsdtar -tf (10 MB images: within 1.5x) | " in doc
     # rows by image size, whichever run measured them
     assert doc.index("| 4 MB xz |") < doc.index("| 10 MB zstd |") < doc.index("| 130 MB zstd |")
+
+
+def test_cpu_times_are_shown_beside_the_elapsed_ones(tmp_path: Path) -> None:
+    bench_main = pytest.importorskip("bench.__main__")
+    from bench.timing import alternate
+
+    c = alternate(
+        "x", {"spin": lambda: sum(range(200_000)), "sleep": lambda: __import__("time").sleep(0.02)}, 2
+    )
+    assert min(c.cpu["spin"]) > 0 and max(c.cpu["sleep"]) < min(c.samples["sleep"])
+    saved = tmp_path / "results.json"
+    row = {
+        "title": "130 MB zstd",
+        "samples": {"bootmem ls": [0.2, 0.3], "bsdtar -tf": [0.25, 0.2]},
+        "cpu": {"bootmem ls": [0.1, 0.1], "bsdtar -tf": [0.08, 0.08]},
+    }
+    boot = {
+        "title": "130 MB zstd",
+        "ram": 1 << 30,
+        "samples": {"boot()": [0.4], "floor": [0.2]},
+        "cpu": {"boot()": [0.3], "floor": [0.2]},
+    }
+    meta = {"date": "2024-01-01 00:00 UTC", "command": "python -m bench", "machine": {}, "tools": {}}
+    saved.write_text(json.dumps({"meta": meta, "list": [row], "boot": [boot]}))
+    assert bench_main.main(["--render", str(saved), "--out", str(tmp_path)]) == 0
+    doc = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| 130 MB zstd | 250 ms; CPU 100 ms | 225 ms (1.11x; CPU 1.25x) |" in doc
+    assert "| list, 130 MB zstd: bootmem ls within 1.15x of bsdtar -tf | 1.11x (CPU 1.25x) | met |" in doc
+    assert "| 130 MB zstd | 1 GiB | 200 ms | 400 ms | 2.00x | 200 ms, 300 ms, 1.50x | **missed** |" in doc
