@@ -42,6 +42,8 @@ def test_model_follows_the_rule(case: Case) -> None:
     result = unpack_to_rootfs(case.image, fs)
     assert (result.error.message if result.error else None) == case.message, case.rule
     check_rootfs(fs, case)
+    if case.pages is not None:
+        assert fs.used_pages == case.pages, case.rule
     if case.freed is not None:
         report = boot(case.image, machine=Machine(ram_size=case.ram), cmdline=f"{SYNC} {case.cmdline}")
         freed = any(m.startswith("Freeing initrd memory") for m in report.log.messages())
