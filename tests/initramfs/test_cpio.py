@@ -148,6 +148,13 @@ def test_non_hex_characters() -> None:
         read_all(patched(at, b"000081zz"))
 
 
+@pytest.mark.parametrize("field", [b"+0000001", b" 0000001", b"0000_001", b"0x000001"])
+def test_what_python_int_takes_is_still_not_8_hex_digits(field: bytes) -> None:
+    # int(..., 16) takes a sign, spaces, underscores and 0x; the header's first field too must not.
+    with pytest.raises(CpioError, match=r"bad c_ino .* in cpio header at offset 0x6: not 8 hex digits"):
+        read_all(patched(6, field))
+
+
 def test_namesize_zero() -> None:
     at = SECOND + 6 + 11 * 8
     with pytest.raises(CpioError, match=rf"bad c_namesize 0 at offset {SECOND:#x}"):
