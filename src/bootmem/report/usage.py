@@ -7,9 +7,9 @@ or longer takes a page too (``shmem_symlink``: targets up to ``SHORT_SYMLINK_LEN
 NUL live in the inode); directories and device nodes take no data pages.
 
 >>> from bootmem.initramfs.diff import Node
->>> f = Node("f", 0o644, 0, 0, 5000, None, None, (0, 0), 0)
->>> g = Node("f", 0o755, 0, 0, 100, None, None, (0, 0), 0)
->>> d = Node("d", 0o755, 0, 0, 0, None, None, (0, 0), 0)
+>>> f = Node("f", 0o644, 0, 0, 5000, None, None, (0, 0), 0, 0)
+>>> g = Node("f", 0o755, 0, 0, 100, None, None, (0, 0), 0, 0)
+>>> d = Node("d", 0o755, 0, 0, 0, None, None, (0, 0), 0, 0)
 >>> u = directory_usage({"bin": d, "bin/a": f, "bin/b": f, "init": g})  # bin/a, bin/b: hardlinks
 >>> u["bin"].pages, u["bin"].bytes, u["."].pages, u["."].bytes, u["."].files, u["."].entries
 (2, 5000, 3, 5100, 2, 4)
