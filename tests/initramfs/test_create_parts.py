@@ -17,6 +17,9 @@ from bootmem.errors import UsageError
 from bootmem.initramfs import create
 from bootmem.initramfs import open as open_image
 from bootmem.initramfs.create import create_image, split_manifest
+from bootmem.kernel.boot import init_rootfs
+from bootmem.kernel.unpack import unpack_to_rootfs
+from bootmem.mm import PageAllocator
 from tests.conftest import require_tool
 
 MANIFEST = """\
@@ -152,3 +155,26 @@ def test_a_file_named_like_the_trailer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="named 'TRAILER!!!'"):
         create_image(tmp_path / "img", root=root)
     assert not (tmp_path / "img").exists()
+
+
+def _unpacked(image: Path) -> set[str]:
+    """The paths the kernel's unpacker makes of ``image``; fails on an unpack error."""
+    fs = init_rootfs(PageAllocator(base=0, size=64 << 20), tmpfs=True)
+    result = unpack_to_rootfs(image.read_bytes(), fs)
+    assert result.error is None, result.error
+    return {name for name, _ in fs.walk()}
+
+
+def test_an_lz4_member_ends_in_a_zero_word_so_another_can_follow(tmp_path: Path) -> None:
+    # lz4's legacy format has no end marker: without the zero word the kernel reads the next
+    # member's first bytes as a block's size and fails ("Decoding failed").
+    a, b = tmp_path / "a", tmp_path / "b"
+    create_image(a, manifest=["#cpio: lz4", f"file /one {__file__} 0644 0 0", "#cpio: none",
+                              f"file /two {__file__} 0644 0 0"])  # fmt: skip
+    assert {"/one", "/two"} <= _unpacked(a)
+    # Appending onto what `lz4 -l` wrote, which has no zero word of its own.
+    create_image(b, manifest=[f"file /one {__file__} 0644 0 0"])
+    lz4 = require_tool("lz4")
+    b.write_bytes(subprocess.run([lz4, "-l", "-c", str(b)], capture_output=True, check=True).stdout)
+    create_image(b, manifest=[f"file /two {__file__} 0644 0 0"], append=True)
+    assert {"/one", "/two"} <= _unpacked(b)

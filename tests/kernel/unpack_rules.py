@@ -10,8 +10,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import stat
+import struct
 import zlib
 from dataclasses import dataclass, field
+
+import lz4.block
 
 from bootmem.initramfs.cpio import FIELDS, Entry, pack_header, pad4
 from tests.kernel.conftest import MTIME, archive, d, f, sym
@@ -95,9 +98,32 @@ def _zeros_then(after: bytes) -> bytes:
     return b"".join(parts)
 
 
+def _lz4_legacy(data: bytes) -> bytes:
+    """``lz4 -l``'s output: the legacy magic, one block's size word and the block, no end."""
+    block = lz4.block.compress(data, store_size=False)
+    return struct.pack("<II", 0x184C2102, len(block)) + block
+
+
 def _cases() -> list[Case]:
     gz = gzip.compress(archive(f("b", b"from gzip\n")), mtime=0)
+    lz4_member = _lz4_legacy(archive(f("a", b"from lz4\n")))
+    lz4_member += bytes(pad4(len(lz4_member)))
     return [
+        Case(
+            "lz4-member-zero-word-then-raw",
+            "unlz4: a zero size word ends the member (zero padding); the image loop skips the NULs",
+            lz4_member + bytes(4) + archive(f("c", b"raw\n")),
+            {"a": Node("f", b"from lz4\n"), "c": Node("f", b"raw\n")},
+        ),
+        Case(
+            "lz4-member-then-raw",
+            "unlz4: with no end word the next member's first bytes are read as a block's size; "
+            "LZ4_decompress_safe fails on the cpio text after them",
+            lz4_member + archive(f("c", b"raw\n")),
+            {"a": Node("f", b"from lz4\n")},
+            absent=("c",),
+            message="Decoding failed",
+        ),
         Case(
             "nuls-between-entries",
             "do_reset: NULs are skipped after every entry, not only after a trailer",

@@ -555,6 +555,54 @@ _LZ4_LEGACY_CHUNK = 8 << 20  # uncompressed bytes per block (lz4 -l, LZ4_DEFAULT
 _LZ4_MAX_BLOCK = _LZ4_LEGACY_CHUNK + _LZ4_LEGACY_CHUNK // 255 + 16  # LZ4_compressBound
 
 
+def _lz4_block_fails(block: bytes | memoryview) -> bool:
+    """Whether ``LZ4_decompress_safe`` fails on these bytes before it needs more: a match offset
+    of 0 or reaching before the output's start, or output past the 8 MiB a legacy block holds.
+    False when the bytes run out first.
+
+    >>> _lz4_block_fails(b"0100000001")  # a newc header read as a block: offset 0x3030 after 3 bytes
+    True
+    >>> _lz4_block_fails(b"\\x50hello")  # five literals and no match yet: it needs more bytes
+    False
+    """
+    n, i, out = len(block), 0, 0
+    while i < n:
+        token = block[i]
+        i += 1
+        literals = token >> 4
+        if literals == 15:
+            while i < n and block[i] == 255:
+                literals += 255
+                i += 1
+            if i == n:
+                return False
+            literals += block[i]
+            i += 1
+        i += literals
+        out += literals
+        if out > _LZ4_LEGACY_CHUNK:
+            return True
+        if i + 2 > n:
+            return False
+        offset = block[i] | block[i + 1] << 8
+        i += 2
+        if offset == 0 or offset > out:
+            return True
+        match = token & 15
+        if match == 15:
+            while i < n and block[i] == 255:
+                match += 255
+                i += 1
+            if i == n:
+                return False
+            match += block[i]
+            i += 1
+        out += match + 4
+        if out > _LZ4_LEGACY_CHUNK:
+            return True
+    return False
+
+
 class _Lz4LegacyEngine:
     """lz4's legacy format (``lib/decompress_unlz4.c``): the magic, then blocks of a 4-byte
     little-endian compressed size and an lz4 block of at most 8 MiB.
@@ -598,7 +646,12 @@ class _Lz4LegacyEngine:
                 raise _corrupt("lz4", self._offset, f"block of {csize} bytes at {self._pos:#x}")
             block = image.read_at(self._pos + 4, csize)
             if len(block) < csize:
-                # The kernel decodes past the initrd's end, then finds the size negative.
+                # The kernel decodes the block past the initrd's end.  Bytes that are no lz4 block
+                # (the next member's, when the member lacks its zero end word) fail it there,
+                # "Decoding failed"; a block that decodes finds the size negative afterwards.
+                if _lz4_block_fails(block):
+                    where = f"no lz4 block at {self._pos + 4:#x} (its size word says {csize} bytes)"
+                    raise _corrupt("lz4", self._offset, where)
                 raise _truncated("lz4", self._offset, image.size)
             self._pos += 4 + csize
             out: bytes = self._block.decompress(block, uncompressed_size=_LZ4_LEGACY_CHUNK)
@@ -894,9 +947,16 @@ class _BlockCompressor:
 
 
 class _Lz4LegacyCompressor(_BlockCompressor):
-    """``lz4 -l``: the legacy magic, then 8 MiB blocks, each a 4-byte LE size and an lz4 block."""
+    """``lz4 -l``: the legacy magic, then 8 MiB blocks, each a 4-byte LE size and an lz4 block.
+
+    The format has no end marker: the kernel's unlz4 reads size words until the image ends or
+    one is zero, so whatever follows the member must start with a zero word (``open_ended``),
+    else Linux reads it as one more block and fails with "Decoding failed".  The member itself
+    does not end in one: ``lz4 -d`` fails on a zero word ("Corrupted input detected").
+    """
 
     __slots__ = ("_hc", "_mod")
+    open_ended = True
 
     def __init__(self, level: int) -> None:
         import lz4.block

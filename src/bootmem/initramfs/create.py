@@ -629,8 +629,9 @@ def create_image(
     A path ``out`` is created with no more permission than its inputs have: when a regular file
     going into the image is not readable by group or others, neither is the image (an image
     holding ``etc/shadow`` of mode 0600 is not world-readable).  With ``append`` the archives
-    are added to the end of the existing image ``out`` (NULs first to a 4-byte boundary, where a
-    raw archive must start); the image is left as it was on error.
+    are added to the end of the existing image ``out`` (NULs first: a zero word, which ends an
+    lz4 legacy member as made by ``lz4 -l``, then to a 4-byte boundary, where a raw archive must
+    start); the image is left as it was on error.
 
     Returns the bytes written.  Raises :class:`UsageError` for bad arguments or manifest lines,
     :class:`CpioError` for a value that does not fit a header; a path ``out`` is removed on error.
@@ -740,7 +741,13 @@ def _write_image(
     counter.position = start
     total = sum(src.entry.c_filesize for sources, _ in archives for src in sources if src.path is not None)
     before = 0
+    # The image appended to may end in an lz4 legacy member, which has no end marker: a zero
+    # word ends it (lib/decompress_unlz4.c), and the image loop skips NULs.
+    open_ended = start > 0
     for sources, compressor in archives:
+        if open_ended:
+            counter.write(_NUL4)
+        open_ended = getattr(compressor, "open_ended", False)
         # A raw archive must start 4-aligned (init/initramfs.c: a "0" at a 4-aligned offset).
         counter.write(_NUL4[: pad4(counter.position)])
         with _Sink(counter, compressor) as sink:
