@@ -15,6 +15,7 @@ unless it ships that very directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from bootmem.errors import UsageError, VerifyError
 from bootmem.initramfs.cpio import Entry
-from bootmem.verify.kernel import RD_OPTIONS, Kernel, _locked, cache_dir
+from bootmem.verify.kernel import RD_OPTIONS, Kernel, cache_dir, locked
 
 #: The probe's directory, its init and the kernel command line word that runs it.
 PROBE_DIR = "bootmem-probe"
@@ -180,7 +181,7 @@ def mkinitramfs(
         (Path("/boot") / f"config-{version}", kernel.config),
     ]
     with (
-        _locked(cache_dir() / "mkinitramfs.lock"),
+        build_lock(),
         tempfile.TemporaryDirectory(prefix="bootmem-mkinitramfs-") as tmp,
     ):
         scratch = Path(tmp)
@@ -210,6 +211,12 @@ def mkinitramfs(
         if "not supported by kernel" in done.stderr:
             raise VerifyError(f"mkinitramfs fell back from {name}: {done.stderr.strip().splitlines()[-1]}")
         return target.read_bytes()
+
+
+def build_lock() -> contextlib.AbstractContextManager[None]:
+    """The lock a :func:`mkinitramfs` build holds while its links are in /lib/modules and /boot:
+    hold it to look at or change them with no build half way through."""
+    return locked(cache_dir() / "mkinitramfs.lock")
 
 
 def remove_stale_links(links: list[tuple[Path, Path]], cache: Path) -> list[Path]:

@@ -105,7 +105,7 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created): one fetch or build at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
@@ -158,7 +158,7 @@ def apt_options(arch: str, cache: Path | None = None) -> list[str]:
         "-o", f"APT::Architectures::={arch}",
         "-o", "Dir::State::status=/dev/null",
     ]  # fmt: skip
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if not any((home / "lists").glob("*Packages*")):
             for sub in ("lists/partial", "cache/archives/partial"):
                 (home / sub).mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def debian_kernel(arch: str = "amd64", *, cache: Path | None = None) -> Kernel:
     target = home / f"{package}_{version}"
     options = apt_options(arch, cache)
     packages = [package] if not options else [package, "busybox-static"]
-    with _locked(home / ".lock"):
+    with locked(home / ".lock"):
         if not (target / ".complete").exists():
             _download_and_unpack(packages, options, home, target)
     return _kernel_from_tree(target, arch=arch, package=f"{package}={version}")
