@@ -30,6 +30,7 @@ from bootmem.errors import (
 )
 from bootmem.initramfs.cpio import CpioWriter, Entry
 from bootmem.initramfs.extract import FILTERS, extractall, relative_name
+from bootmem.initramfs.select import Selection
 from tests.conftest import require_tool
 
 # --- builders and observers (shared with the other test modules of this package) -------------
@@ -533,3 +534,98 @@ def test_crc_sum_judged_for_a_selected_file_in_an_archived_directory(tmp_path: P
     data[at : at + 8] = b"0000DEAD"
     result = extractall(bytes(data), tmp_path / "out", members=["dir/x"])
     assert result.error is not None and result.error.message == "bad data checksum"
+
+
+# --- a hardlink chosen without the name that carries its data ---------------------------------
+
+
+def _gnu_hardlink_pair(tmp_path: Path) -> tuple[bytes, str, str]:
+    """``find . | cpio -o -H newc`` over a file and its hardlink: the archive, the name without
+    the data and the name with it (GNU cpio writes the data on the set's last name)."""
+    cpio = require_tool("cpio")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"the inode's data\n")
+    os.link(src / "a", src / "b")
+    names = subprocess.run(["find", "."], cwd=src, capture_output=True, text=True, check=True).stdout
+    data = subprocess.run(
+        [cpio, "-o", "-H", "newc", "--quiet"], cwd=src, input=names.encode(), capture_output=True, check=True
+    ).stdout
+    from bootmem.initramfs.cpio import CpioReader
+
+    sizes = {e.name.removeprefix("./"): e.c_filesize for e in CpioReader(io.BytesIO(data)) if e.isreg()}
+    empty, full = sorted(sizes, key=lambda n: sizes[n])
+    assert (sizes[empty], sizes[full]) == (0, 17)
+    return data, empty, full
+
+
+@pytest.mark.peer
+def test_hardlink_selected_without_its_data_name_gets_the_data_as_gnu_cpio_gives_it(tmp_path: Path) -> None:
+    # GNU `cpio -idm PATTERN` gives the chosen name the inode's data (bsdtar 3.6 does not: it
+    # extracts the name without data empty, and fails on the other as a link to a missing
+    # file); bootmem follows GNU cpio.
+    data, empty, full = _gnu_hardlink_pair(tmp_path)
+    for name in (empty, full):
+        gnu = tmp_path / f"gnu-{name}"
+        gnu.mkdir()
+        subprocess.run([require_tool("cpio"), "-idm", "--quiet", name], cwd=gnu, input=data, check=True)
+        ours = tmp_path / f"ours-{name}"
+        result = extractall(data, ours, selection=Selection([name]))
+        assert (result.entries, result.bytes, result.skipped) == (1, 0 if name == empty else 17, [])
+        assert os.listdir(ours) == os.listdir(gnu) == [name]  # the private directory is gone
+        assert (ours / name).read_bytes() == (gnu / name).read_bytes() == b"the inode's data\n"
+        assert os.lstat(ours / name).st_nlink == 1
+        assert int(os.lstat(ours / name).st_mtime) == int(os.lstat(gnu / name).st_mtime)
+
+
+@pytest.mark.peer
+def test_hardlink_without_its_data_name_to_stdout_and_cat(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    from bootmem.cli import main
+
+    data, empty, _full = _gnu_hardlink_pair(tmp_path)
+    image = tmp_path / "x.cpio"
+    image.write_bytes(data)
+    for argv in (["extract", "-O", str(image), empty], ["cat", str(image), empty]):
+        assert main(argv) == 0
+        assert capfdbinary.readouterr().out == b"the inode's data\n", argv
+
+
+def test_hardlink_data_on_the_first_name_reaches_a_later_selected_name(dest: Path) -> None:
+    # The data first, then the chosen name with none (GNU cpio 2.13 makes this one empty: it
+    # links only to names it extracted).  Three names, so "c" is never made, nor "a".
+    data = archive(
+        (member("a", c_ino=9, c_nlink=3), b"shared"),
+        member("b", c_ino=9, c_nlink=3),
+        member("c", c_ino=9, c_nlink=3),
+    )
+    result = extractall(data, dest, selection=Selection(["b"]))
+    assert os.listdir(dest) == ["b"] and (dest / "b").read_bytes() == b"shared"
+    assert os.lstat(dest / "b").st_nlink == 1 and (result.entries, result.skipped) == (1, [])
+
+
+def test_hardlink_data_from_an_unselected_name_passes_the_filter(dest: Path) -> None:
+    # The unselected name's mode reaches the shared inode (the kernel's open chmods it), so it
+    # goes through the filter first: no setuid from it under `tar`.
+    data = archive(member("a", c_ino=9, c_nlink=2), (member("b", perm=0o4777, c_ino=9, c_nlink=2), b"x"))
+    extractall(data, dest, selection=Selection(["a"]), filter="tar")
+    assert (dest / "a").read_bytes() == b"x"
+    assert stat.S_IMODE(os.lstat(dest / "a").st_mode) == 0o755
+
+
+def test_hardlink_data_not_written_for_a_set_with_no_selected_name(dest: Path) -> None:
+    # Data on the last name (GNU's order) and nothing of the set chosen: nothing is written.
+    data = archive(member("a", c_ino=9, c_nlink=2), (member("b", c_ino=9, c_nlink=2), b"x" * 4096))
+    seen: list[str] = []
+    real_open = os.open
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> int:
+        seen.append(os.fsdecode(path))
+        return real_open(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "open", spy)
+        extractall(data + archive((member("other"), b"o")), dest, selection=Selection(["other"]))
+    assert not any(".bootmem-links" in p for p in seen)
+    assert os.listdir(dest) == ["other"]

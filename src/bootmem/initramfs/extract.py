@@ -30,15 +30,24 @@ Whatever the filter, nothing is written outside ``path`` and no write goes throu
 - missing parent directories are created, as ``cpio -d`` and tarfile do (the kernel would drop
   the entry).
 
+A hardlink set of a newc archive carries its data on one name (GNU cpio and gen_init_cpio: the
+last).  When a selection chooses a name of the set but not the one with the data, the chosen name
+still gets the inode's data, as GNU ``cpio -i PATTERN`` gives it: the unchosen entry with the data
+is unpacked under a private name, in a directory made in ``path`` for the time of the
+extraction, so that the kernel's ``maybe_link`` joins it to the chosen name; the directory is
+removed at the end.  Unlike GNU cpio, this works whichever of the set's names carries the data.
+
 The checks cost a constant number of system calls per entry and no recursion, whatever the depth.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -63,6 +72,13 @@ Progress = Callable[[Entry, int], None]
 
 #: A uid or gid of 0xffffffff is chown's -1: unchanged.
 _UNCHANGED = 0xFFFFFFFF
+
+_LinkKey = tuple[int, int, int, int, int, int]
+
+
+def _link_key(entry: Entry) -> _LinkKey:
+    """A hardlink set: ``find_link``'s key, within one archive of one segment."""
+    return (entry.segment, entry.archive, *entry.link_key)
 
 
 class DataReader(Protocol):
@@ -245,11 +261,14 @@ class _Skip(Exception):
 class _HostFile:
     """A regular file being written (``do_copy``)."""
 
-    __slots__ = ("entry", "fd", "host", "kernel_opened", "written")
+    __slots__ = ("entry", "fd", "host", "kernel_opened", "stashed", "written")
 
-    def __init__(self, host: _HostTarget, fd: int, entry: Entry, *, kernel_opened: bool) -> None:
+    def __init__(
+        self, host: _HostTarget, fd: int, entry: Entry, *, kernel_opened: bool, stashed: bool
+    ) -> None:
         self.host, self.fd, self.entry = host, fd, entry
         self.kernel_opened = kernel_opened
+        self.stashed = stashed  # the data of an unselected hardlink: not counted as extracted
         self.written = 0
 
     def write(self, data: memoryview) -> int:
@@ -269,6 +288,8 @@ class _HostFile:
         finally:
             os.close(self.fd)
         host = self.host
+        if self.stashed:
+            return
         host.result.bytes += self.written
         if host.progress is not None:
             host.progress(self.entry, self.written)
@@ -302,6 +323,13 @@ class _HostTarget:
         self.dirs: dict[str, Entry] = {}  # directory attributes, applied last
         self.dest_entry: Entry | None = None
         self.result = Extraction()
+        # Hardlink sets (by _link_key) with a selected name, names seen per set, and the stash:
+        # the private directory holding the data of unselected names (see the module's docstring).
+        self.selected_links: set[_LinkKey] = set()
+        self.link_names: dict[_LinkKey, int] = {}
+        self.stash_dir: str | None = None
+        self.stashed: dict[str, str] = {}  # private name -> the entry's own name
+        self.stash_archive: tuple[int, int] | None = None  # (segment, archive) of the stashed names
 
     def close(self) -> None:
         os.close(self.fd)
@@ -316,9 +344,16 @@ class _HostTarget:
     def accept(self, entry: Entry) -> Entry | None:
         if entry.isdir():
             self.archived.add(relative_name(entry.name))  # Linux makes it, selected or not
-        if self.selection is not None and not self.selection.matches(entry):
-            return None
-        if self.members is not None and entry not in self.members and entry.name not in self.members:
+        linked = entry.isreg() and entry.c_nlink >= 2
+        key = _link_key(entry)
+        if linked:
+            self.link_names[key] = self.link_names.get(key, 0) + 1
+        if (self.selection is not None and not self.selection.matches(entry)) or (
+            self.members is not None and entry not in self.members and entry.name not in self.members
+        ):
+            return self._stash(entry, key) if linked and entry.c_filesize else None
+        if self.stash_dir is not None and relative_name(entry.name).split("/")[0] == self.stash_dir:
+            self.skip(entry.name, "names the directory extraction keeps hardlinks' data in")
             return None
         try:
             member = self.filter(entry, self.dest)
@@ -349,7 +384,46 @@ class _HostTarget:
             self.skip(entry.name, str(why))
             return None
         self.result.entries += 1
+        if linked:
+            self.selected_links.add(key)
         return member if rel == member.name else dataclasses.replace(member, name=rel)
+
+    def _stash(self, entry: Entry, key: _LinkKey) -> Entry | None:
+        """The unselected ``entry``, which carries a hardlink set's data, under a private name
+        when a name of its set was selected or may still be; ``None`` otherwise.
+
+        Without a selected name yet, the data is kept only while names of the set remain to
+        come (fewer than ``c_nlink`` seen): with the data on the last name, as GNU cpio and
+        gen_init_cpio write it, nothing unselected is written."""
+        if key not in self.selected_links and self.link_names[key] >= entry.c_nlink:
+            return None
+        try:
+            member = self.filter(entry, self.dest)  # the mode the selected names may take
+        except FilterError:
+            return None
+        if member is None or not member.isreg():
+            return None
+        if self.stash_archive != key[:2]:
+            self.remove_stash()  # the kernel's table of links is emptied at each trailer
+            self.stash_archive = key[:2]
+        if self.stash_dir is None:
+            self.stash_dir = os.path.basename(tempfile.mkdtemp(prefix=".bootmem-links-", dir=self.dest))
+            self.known.add(self.stash_dir)
+        name = f"{self.stash_dir}/{len(self.stashed)}"
+        self.stashed[name] = entry.name
+        return dataclasses.replace(member, name=name)
+
+    def remove_stash(self) -> None:
+        """Remove the private directory and what it holds (selected names keep their links)."""
+        if self.stash_dir is None:
+            return
+        for name in self.stashed:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self.fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.stash_dir, dir_fd=self.fd)
+        self.known.discard(self.stash_dir)
+        self.stash_dir = None
 
     def _parent(self, parent: str) -> None:
         """Make sure directory ``parent`` exists with no symlink on the way: O(1) calls when known,
@@ -395,6 +469,9 @@ class _HostTarget:
                 os.close(fd)
 
     def _unaccept(self, name: str, reason: str) -> None:
+        if name in self.stashed:
+            self.skip(self.stashed[name], f"its data, for a selected hardlink, was not written: {reason}")
+            return
         self.result.entries -= 1
         self.skip(name, reason)
 
@@ -453,7 +530,8 @@ class _HostTarget:
             os.close(fd)
             self._unaccept(entry.name, f"cannot size or set attributes: {exc.strerror}")
             return None
-        return _HostFile(self, fd, entry, kernel_opened=not self._under_made(entry.name))
+        stashed = entry.name in self.stashed
+        return _HostFile(self, fd, entry, kernel_opened=not self._under_made(entry.name), stashed=stashed)
 
     def _under_made(self, name: str) -> bool:
         """Whether a parent of ``name`` was made here, not by an entry (Linux's open fails)."""
@@ -537,6 +615,7 @@ class _HostTarget:
             self.skip(entry.name, f"cannot set attributes: {exc.strerror}")
 
     def finish(self) -> None:
+        self.remove_stash()
         if self.dest_entry is not None:
             self._attributes(self.fd, self.dest_entry)
 
