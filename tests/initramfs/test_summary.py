@@ -126,3 +126,25 @@ def test_examine_contents_of_the_built_in_example(tmp_path: Path, capsys: pytest
     assert [s["compression"] for s in doc["segments"]] == ["none", "zstd"]
     assert doc["busybox"] == "/bin/busybox" and doc["applets"] > 5
     assert doc["modules"]["total"]["count"] > 0
+
+
+def test_modules_that_are_symlinks_count_as_the_files_they_lead_to() -> None:
+    # Debian's mkinitramfs, when /lib/modules/VERSION is a symlink, copies each module to where
+    # the link leads and leaves a relative symlink at lib/modules/VERSION/...: modprobe follows it.
+    real = "srv/tree/lib/modules/6.1.0-13-amd64/kernel/fs/ext4"
+    mods = "usr/lib/modules/6.1.0-13-amd64/kernel/fs"
+    parents = sorted({"/".join(d.split("/")[:n]) for d in (real, mods) for n in range(1, d.count("/") + 2)})
+    data = _image(
+        *((Entry(name=name, c_mode=DIR), b"") for name in parents),
+        (Entry(name=f"{real}/ext4.ko", c_mode=0o100644, c_filesize=5), b"ext4!"),
+        (Entry(name=f"{mods}/ext4.ko", c_mode=LNK, linkname=f"../../../../../../{real}/ext4.ko"), b""),
+        # Two names for one file count once; a link to nothing or to a directory counts not at all.
+        (Entry(name=f"{mods}/alias.ko", c_mode=LNK, linkname="ext4.ko"), b""),
+        (Entry(name=f"{mods}/gone.ko", c_mode=LNK, linkname="/nowhere/gone.ko"), b""),
+        (Entry(name=f"{mods}/dir.ko", c_mode=LNK, linkname="/srv"), b""),
+    )
+    with open_image(data) as img:
+        s = summarise(img)
+    assert s.kernel_versions == ["6.1.0-13-amd64"]
+    assert (s.module_total.count, s.module_total.bytes) == (1, 5)
+    assert list(s.modules) == ["kernel/fs"]

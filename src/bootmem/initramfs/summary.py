@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootmem.initramfs.contents import NotInImageError, follow
+from bootmem.initramfs.contents import NotAFileError, NotInImageError, follow
 from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.image import Image
 from bootmem.initramfs.select import normalise
@@ -110,10 +110,24 @@ def summarise(image: Image) -> Summary:
         for s in image.segments
     ])  # fmt: skip
     versions: set[str] = set()
+    counted: set[str] = set()  # the files modules resolve to, each counted once
     for path, entry in final.items():
+        module = _MODULE.match(path)
+        if module and entry.issym():
+            # A module may be a symlink to a file elsewhere in the image, as modprobe follows
+            # one: Debian's mkinitramfs makes such links when /lib/modules/VERSION is a symlink.
+            try:
+                entry, resolved = follow(final, path, path)
+            except (NotInImageError, NotAFileError):
+                continue
+        else:
+            resolved = path
         if not entry.isreg():
             continue
-        if module := _MODULE.match(path):
+        if module:
+            if resolved in counted:
+                continue
+            counted.add(resolved)
             versions.add(module.group(1))
             top = module.group(2).split("/")
             where = "/".join(top[:2]) if top[0] == "kernel" and len(top) > 2 else "other"
