@@ -239,6 +239,13 @@ def test_extract_makes_the_tree_lsinitrd_unpacks(
     tree = tree_of(ours)
     assert tree == tree_of(theirs)
     assert len(tree) > 400
+    if IMAGES[name][1]:  # and --unpackearly unpacks the early segment alone
+        early = tmp_path / "lsinitrd-early"
+        early.mkdir()
+        subprocess.run([lsinitrd, "--unpackearly", str(image)], cwd=early, check=True)
+        assert _bootmem(capsys, "extract", "--segment", "0", str(image), str(tmp_path / "early")) == ""
+        assert tree_of(tmp_path / "early") == tree_of(early)
+        assert (early / "kernel/x86/microcode/GenuineIntel.bin").is_file()
 
 
 @pytest.mark.parametrize("name", IMAGES)
