@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from typing import Any
 
+import pytest
+
+from bootmem.errors import ImageError
 from bootmem.initramfs.diff import diff_images, image_tree, tree_path
 from bootmem.initramfs.select import Selection
 from tests.initramfs import corpus
@@ -162,3 +166,54 @@ def test_selection_limits_both_trees() -> None:
     missing = Selection(["nothing"], [7])
     diff_images(a, b, selection=missing)
     assert missing.unmatched() == ["'nothing'", "segment 7"]
+
+
+#: Cases of the rules table whose outcome is rootfs's own limits (tmpfs's size and inodes,
+#: ramfs), which the tree does not model.
+_LIMIT_CASES = {
+    "write-error-finishes-the-entry-then-stops",
+    "rootfs-is-ramfs-with-root",
+    "inode-limit-drops-entries-silently",
+}
+
+
+def _rule_cases() -> list[Any]:
+    from tests.kernel.unpack_rules import CASES
+
+    return [pytest.param(c, id=c.id) for c in CASES if c.id not in _LIMIT_CASES]
+
+
+@pytest.mark.parametrize("case", _rule_cases())
+def test_image_tree_follows_the_kernel_rules(case: Any) -> None:
+    # diff and du compare the tree Linux builds: the rules table's images give its paths (and,
+    # strict, the kernel's error).
+    if case.message is not None:
+        with pytest.raises(ImageError):
+            image_tree(case.image)
+    tree = image_tree(case.image, strict=False)
+    for name, want in case.paths.items():
+        node = tree.get(name)
+        assert node is not None, f"{name!r} is missing ({case.rule})"
+        assert node.type == want.kind, name
+        if want.data is not None:
+            assert node.sha256 == hashlib.sha256(want.data).hexdigest(), name
+        if want.target is not None:
+            assert node.linkname == want.target, name
+        if want.uid is not None:
+            assert node.uid == want.uid, name
+        if want.rdev is not None:
+            assert node.rdev == want.rdev, name
+        if want.size is not None and want.kind in "fl":
+            assert node.size == want.size, name
+        if want.sha256 is not None:
+            assert node.sha256 == want.sha256, name
+    for name in case.absent:
+        assert name not in tree, f"{name!r} is in the tree ({case.rule})"
+
+
+def test_entry_whose_parent_is_missing_is_not_in_the_tree() -> None:
+    # Linux drops "a/x" (no "a" yet); the "a" archived after it does not bring it back.
+    a = archive((member("a/x"), b"lost"), member("a", DIR, 0o755), (member("a/y"), b"kept"))
+    assert list(image_tree(a)) == ["a", "a/y"]
+    b = archive(member("a", DIR, 0o755), (member("a/y"), b"kept"))
+    assert diff_images(a, b).identical

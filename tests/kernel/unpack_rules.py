@@ -176,6 +176,23 @@ def _cases() -> list[Case]:
             absent=("missing-dir",),
         ),
         Case(
+            "missing-parent-drops-the-entry",
+            "do_name/do_symlink: filp_open, init_mkdir, init_symlink and init_link fail (ENOENT, ENOTDIR)"
+            " when the parent is missing or not a directory; the entry is dropped silently, and a"
+            " directory archived later does not bring it back",
+            archive(
+                f("a/x", b"lost\n"),
+                d("a"),
+                f("a/y", b"kept\n"),
+                sym("s/l", "t"),
+                d("m/n"),
+                f("file", b"f\n"),
+                f("file/sub", b"under a file\n"),
+            ),
+            {"a": Node("d"), "a/y": Node("f", b"kept\n"), "file": Node("f", b"f\n")},
+            absent=("a/x", "s", "m", "file/sub"),
+        ),
+        Case(
             "crc-bad-sum",
             'do_copy: error("bad data checksum") for an opened file whose bytes do not sum to c_check',
             _crc_bad("x"),

@@ -1,14 +1,16 @@
 """Differences between the trees two initramfs images produce.
 
-Each image is replayed, entry by entry, into a small model of the resulting tree under the
-rules of ``init/initramfs.c``: later entries win (an existing path of another type is removed
-first - a directory only when empty, as ``rmdir`` - and a regular file is truncated and
-rewritten); hardlinks are matched by :attr:`Entry.link_key` within one archive and reset at each
+Each image is replayed by :mod:`bootmem.kernel.unpack` (the one copy of ``init/initramfs.c``'s
+entry rules, which the modelled rootfs and extraction use too) into a small model of the
+resulting tree: later entries win (an existing path of another type is removed first - a
+directory only when empty, as ``rmdir`` - and a regular file is truncated and rewritten);
+hardlinks are matched by :attr:`Entry.link_key` within one archive and reset at each
 ``TRAILER!!!``, a later link sharing the first name's inode and its data, if any, replacing the
 inode's; an existing device node of the same type is kept (``mknod`` fails with ``EEXIST``) while
-its owner and mode are updated.  Names are taken relative to the root (leading ``/`` and ``./``
-dropped, ``..`` clamped at the root, as in the kernel's rootfs); symlinks in parent components
-are not followed, so paths are compared as the archives name them.
+its owner and mode are updated.  Names are looked up from the root as the kernel's calls look
+them up (``..`` stops at the root, symlinks in parent components are followed), and an entry
+whose parent is missing, or not a directory, when it comes is dropped, as Linux drops it: a
+directory archived later does not bring it back.
 
 Content is compared by SHA-256, computed while the data streams; nothing is kept in memory but
 one digest per file.
@@ -21,6 +23,7 @@ it takes in each image file and the bytes of file data whose last entry lies in 
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import stat
 from collections.abc import Iterable, Iterator
@@ -28,11 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootmem.errors import ImageError
 from bootmem.initramfs.cpio import Entry
-from bootmem.initramfs.extract import DataReader, stream_members
 from bootmem.initramfs.image import Image, Segment
 from bootmem.initramfs.image import open as open_image
 from bootmem.initramfs.select import Selection
+from bootmem.kernel.unpack import kernel_rdev, unpack_image
+from bootmem.units import PAGE_SIZE
 
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -235,98 +240,213 @@ def tree_path(name: str) -> str:
     return path.lstrip("/")
 
 
-def image_tree(source: Any, *, digest: bool = True, selection: Selection | None = None) -> dict[str, Node]:
-    """The tree ``source`` (what :func:`~bootmem.initramfs.extract.stream_members` takes)
-    produces under the kernel's rules, as path -> :class:`Node`, sorted by path.
+def image_tree(
+    source: Any, *, digest: bool = True, selection: Selection | None = None, strict: bool = True
+) -> dict[str, Node]:
+    """The tree ``source`` (an image, or what :func:`bootmem.initramfs.open` takes) produces
+    under the kernel's rules, as path -> :class:`Node`, sorted by path (the root left out).
+
+    The image goes through :mod:`bootmem.kernel.unpack`'s state machine, the one the modelled
+    rootfs and extraction use, into a tree that keeps no data: so an entry the kernel skips or
+    drops (its parent missing or not a directory, at the time it comes) is not in the tree.  An
+    error in the image (the kernel's "Initramfs unpacking failed") is raised as an
+    :class:`~bootmem.errors.ImageError`; with ``strict=False`` the tree is what the kernel keeps,
+    everything unpacked before the error.
 
     The paths of one hardlinked inode share one :class:`Node` object.  ``digest=False`` skips
     hashing the data (``sha256`` is then ``None`` for every file) when only sizes matter.
     ``selection``: only the entries of its segments are replayed, and only the paths its
     patterns choose are kept.
     """
-    paths: dict[str, _Inode] = {}
-    children: dict[str, int] = {}  # directory path -> number of entries directly under it
-    links: dict[tuple[int, int, int, int, int, int], str] = {}
-
-    def remove(path: str) -> bool:
-        node = paths.get(path)
-        if node is None:
-            return True
-        if node.ftype == stat.S_IFDIR and children.get(path):
-            return False  # rmdir of a non-empty directory fails; so will the create
-        del paths[path]
-        parent = posixpath.dirname(path)
-        children[parent] = children.get(parent, 1) - 1
-        return True
-
-    def add(path: str, node: _Inode) -> None:
-        paths[path] = node
-        parent = posixpath.dirname(path)
-        children[parent] = children.get(parent, 0) + 1
-
-    for entry, reader in stream_members(source):
-        if selection is not None and not selection.in_segments(entry):
-            _drain(reader)
-            continue
-        path = tree_path(entry.name)
-        ftype = stat.S_IFMT(entry.c_mode)
-        if not path:
-            if ftype != stat.S_IFDIR:
-                _drain(reader)
-            continue
-        existing = paths.get(path)
-        if existing is not None and (existing.ftype != ftype or ftype == stat.S_IFLNK) and not remove(path):
-            _drain(reader)
-            continue
-        existing = paths.get(path)
-        first = None
-        if entry.c_nlink >= 2 and ftype != stat.S_IFDIR and ftype != stat.S_IFLNK:
-            key = (entry.segment, entry.archive, *entry.link_key)
-            first = links.get(key)
-            if first is None:
-                links[key] = path
-        shared = paths.get(first) if first is not None else None
-        if shared is not None and shared.ftype == ftype:
-            if existing is not None:
-                remove(path)
-            add(path, shared)
-            node = shared
-        elif existing is not None:
-            node = existing
-        else:
-            node = _Inode(ftype, 0, 0, 0)
-            add(path, node)
-        node.mode, node.uid, node.gid, node.mtime = entry.mode, entry.c_uid, entry.c_gid, entry.c_mtime
-        node.segment = entry.segment
-        if ftype == stat.S_IFREG:
-            if (shared is None or entry.c_filesize) and digest:
-                node.size, node.sha256 = _digest(reader)
-            elif shared is None or entry.c_filesize:
-                node.size = entry.c_filesize
-            else:
-                _drain(reader)
-        elif ftype == stat.S_IFLNK:
-            node.linkname = entry.linkname
-            node.size = entry.c_filesize
-        elif ftype in (stat.S_IFCHR, stat.S_IFBLK) and existing is None and shared is None:
-            node.rdev = entry.rdev
+    target = _TreeTarget(digest=digest, selection=selection)
+    opened = source if isinstance(source, Image) else open_image(source)
+    try:
+        result = unpack_image(opened, target, max_decompressed=opened.max_decompressed)
+    finally:
+        if opened is not source:
+            opened.close()
+    if strict and result.error is not None:
+        raise ImageError(result.error.detail)
+    paths = target.paths
     frozen: dict[int, Node] = {}
     kept = sorted(p for p in paths if selection is None or selection.matches_path(p))
     return {p: _freeze(paths[p], frozen, digest) for p in kept}
 
 
-def _digest(reader: DataReader) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    for chunk in reader.iter_data(1 << 20):
-        h.update(chunk)
-        size += len(chunk)
-    return size, h.hexdigest()
+#: Symlinks followed in one lookup before giving up (Linux's MAXSYMLINKS).
+_MAXSYMLINKS = 40
 
 
-def _drain(reader: DataReader) -> None:
-    for _ in reader.iter_data(1 << 20):
-        pass
+class _TreeSink:
+    """A regular file of the tree being written: its data hashed, not kept."""
+
+    kernel_opened = True
+
+    def __init__(self, node: _Inode, *, digest: bool, replaces: bool) -> None:
+        self.node = node
+        self.hash = hashlib.sha256() if digest else None
+        self.replaces = replaces  # the content is this entry's (truncated, or a body given)
+        self.written = 0
+
+    def write(self, data: memoryview) -> int:
+        if self.hash is not None:
+            self.hash.update(data)
+        self.written += len(data)
+        return len(data)
+
+    def close(self, mtime: int | None) -> None:
+        node = self.node
+        if self.hash is not None and self.replaces:
+            missing = node.size - self.written  # a body cut short: the rest of the size reads as zeros
+            while missing > 0:
+                self.hash.update(bytes(min(missing, 1 << 20)))
+                missing -= 1 << 20
+            node.sha256 = self.hash.hexdigest()
+        if mtime is not None:
+            node.mtime = mtime
+
+
+class _TreeTarget:
+    """The kernel's filesystem calls (:class:`bootmem.kernel.unpack.Target`) on a tree of paths
+    without data, as Linux's rootfs takes them: a name is looked up component by component from
+    the root, symlinks on the way followed, so a missing parent (or one that is not a
+    directory) fails the call; ``rmdir`` fails on a non-empty directory; ``mkdir``, ``mknod``
+    and ``symlink`` fail on an existing name; ``chown`` with ``-1`` leaves the id."""
+
+    def __init__(self, *, digest: bool, selection: Selection | None) -> None:
+        self.digest = digest
+        self.selection = selection
+        self.root = _Inode(stat.S_IFDIR, 0o755, 0, 0)
+        self.paths: dict[str, _Inode] = {}
+        self.children: dict[str, int] = {}  # directory path -> entries directly under it
+
+    def _node(self, path: str) -> _Inode | None:
+        return self.root if path == "" else self.paths.get(path)
+
+    def _lookup(self, name: str, *, follow: bool) -> str | None:
+        """The path ``name`` names (existing or not), its parent an existing directory; ``None``
+        when the lookup fails (a missing or non-directory component, too many symlinks)."""
+        parts = [p for p in name.split("/") if p and p != "."]
+        parts.reverse()
+        path, links = "", 0
+        while parts:
+            part = parts.pop()
+            if part == "..":
+                path = posixpath.dirname(path)
+                continue
+            here = f"{path}/{part}" if path else part
+            node = self.paths.get(here)
+            if node is not None and node.ftype == stat.S_IFLNK and (parts or follow):
+                links += 1
+                target = node.linkname or ""
+                if links > _MAXSYMLINKS or not target:
+                    return None
+                if target.startswith("/"):
+                    path = ""
+                parts.extend(reversed([p for p in target.split("/") if p and p != "."]))
+                continue
+            if not parts:
+                return here
+            if node is None or node.ftype != stat.S_IFDIR:
+                return None
+            path = here
+        return path
+
+    def _new(self, name: str) -> str | None:
+        """The path for a new ``name``: ``None`` when the lookup fails or the name exists."""
+        path = self._lookup(name, follow=False)
+        return None if path is None or self._node(path) is not None else path
+
+    def _add(self, path: str, node: _Inode) -> None:
+        self.paths[path] = node
+        parent = posixpath.dirname(path)
+        self.children[parent] = self.children.get(parent, 0) + 1
+
+    def _attributes(self, node: _Inode, entry: Entry, *, mode: bool = True) -> None:
+        if entry.c_uid != 0xFFFFFFFF:
+            node.uid = entry.c_uid
+        if entry.c_gid != 0xFFFFFFFF:
+            node.gid = entry.c_gid
+        if mode:
+            node.mode = entry.mode
+        node.segment = entry.segment
+
+    def accept(self, entry: Entry) -> Entry | None:
+        if self.selection is not None and not self.selection.in_segments(entry):
+            return None
+        return entry
+
+    def clean_path(self, name: str, fmode: int) -> None:
+        path = self._lookup(name, follow=False)
+        node = None if path is None else self._node(path)
+        if path and node is not None and node.ftype != stat.S_IFMT(fmode):
+            if node.ftype == stat.S_IFDIR and self.children.get(path):
+                return  # rmdir fails on a non-empty directory
+            del self.paths[path]
+            self.children.pop(path, None)
+            parent = posixpath.dirname(path)
+            self.children[parent] -= 1
+
+    def link(self, old: str, new: str) -> bool:
+        path = self._lookup(old, follow=False)
+        node = None if path is None else self._node(path)
+        target = self._new(new)
+        if node is None or node.ftype == stat.S_IFDIR or target is None:
+            return False
+        self._add(target, node)
+        return True
+
+    def open(self, entry: Entry, *, truncate: bool) -> _TreeSink | None:
+        path = self._lookup(entry.name, follow=True)
+        if path is None:
+            return None
+        node = self._node(path)
+        if node is None:
+            node = _Inode(stat.S_IFREG, 0, 0, 0, sha256=_EMPTY)
+            self._add(path, node)
+        elif node.ftype != stat.S_IFREG:
+            return None
+        elif truncate:
+            node.size, node.sha256 = 0, _EMPTY
+        self._attributes(node, entry)
+        if entry.c_filesize:
+            node.size = entry.c_filesize
+        return _TreeSink(node, digest=self.digest, replaces=truncate or bool(entry.c_filesize))
+
+    def mkdir(self, entry: Entry) -> None:
+        path = self._new(entry.name)
+        if path is not None:
+            self._add(path, _Inode(stat.S_IFDIR, 0, 0, 0))
+        self._chown_chmod(entry)
+
+    def _chown_chmod(self, entry: Entry) -> None:
+        path = self._lookup(entry.name, follow=True)
+        node = None if path is None else self._node(path)
+        if node is not None:
+            self._attributes(node, entry)
+
+    def mknod(self, entry: Entry) -> None:
+        path = self._new(entry.name)
+        if path is not None:
+            ftype = stat.S_IFMT(entry.c_mode)
+            self._add(path, _Inode(ftype, 0, 0, 0, rdev=kernel_rdev(*entry.rdev)))
+        self._chown_chmod(entry)
+        self.utime(entry.name, entry.c_mtime)
+
+    def symlink(self, entry: Entry) -> None:
+        path = self._new(entry.name)
+        if path is None or len(os.fsencode(entry.linkname or "")) + 1 > PAGE_SIZE:
+            return  # shmem_symlink: ENAMETOOLONG (rootfs is tmpfs unless root= is given)
+        node = _Inode(stat.S_IFLNK, 0o777, 0, 0, linkname=entry.linkname or "", size=entry.c_filesize)
+        self._add(path, node)
+        self._attributes(node, entry, mode=False)
+        node.mtime = entry.c_mtime
+
+    def utime(self, name: str, mtime: int) -> None:
+        path = self._lookup(name, follow=False)
+        node = None if path is None else self._node(path)
+        if node is not None:
+            node.mtime = mtime
 
 
 def _freeze(node: _Inode, frozen: dict[int, Node], digest: bool) -> Node:
