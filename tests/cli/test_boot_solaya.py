@@ -23,7 +23,7 @@ def newc(tmp_path: Path) -> Path:
 
 def test_newc_image(newc: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        main(["boot", "--kernel", "solaya", "--initrd", str(newc), "--mem", "64M", "--kernel-size", "4M"])
+        main(["boot", "--kernel", "solaya", "--initrd", str(newc), "--mem", "256M", "--kernel-size", "4M"])
         == 0
     )
     out = capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_compressed_multi_segment_image(tmp_path: Path, capsys: pytest.CaptureFi
     tree = corpus.build_tree(tmp_path / "root", files=30, big_mb=1)
     image = tmp_path / "distro.img"
     image.write_bytes(corpus.distro_image(tree, compression="zstd").data)
-    assert main(["boot", "--kernel", "solaya", "--initrd", str(image), "--mem", "64M"]) == 0
+    assert main(["boot", "--kernel", "solaya", "--initrd", str(image), "--mem", "256M"]) == 0
     out = capsys.readouterr().out
     assert "initramfs: extracted 4 entries into /" in out  # the early microcode archive only
     assert "  segment 1: in zstd-compressed segment 1, which Solaya never reads" in out
@@ -50,7 +50,7 @@ def test_compressed_multi_segment_image(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_json_map_and_plot(newc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "boot.png"
-    args = ["boot", "--kernel", "solaya", "--initrd", str(newc), "--mem", "64M", "--kernel-size", "4M"]
+    args = ["boot", "--kernel", "solaya", "--initrd", str(newc), "--mem", "256M", "--kernel-size", "4M"]
     timeline = tmp_path / "timeline.json"
     assert main([*args, "--json", "--plot", str(png), "--timeline", str(timeline)]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -64,7 +64,7 @@ def test_json_map_and_plot(newc: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_linux_is_the_default(newc: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["boot", "--initrd", str(newc), "--mem", "64M", "--kernel", "linux"]) == 0
+    assert main(["boot", "--initrd", str(newc), "--mem", "256M", "--kernel", "linux"]) == 0
     assert "Freeing initrd memory:" in capsys.readouterr().out
 
 

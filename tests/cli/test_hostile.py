@@ -153,7 +153,7 @@ def test_an_initrd_on_standard_input_boots(tmp_path: Path) -> None:
     image = tmp_path / "small.img"
     image.write_bytes(archive(f("init", b"#!/bin/sh\n", 0o755)))
     cat = subprocess.Popen(["cat", str(image)], stdout=subprocess.PIPE)
-    proc = bootmem("boot", "--mem", "64M", "--initrd", "-", stdin=cat.stdout.fileno() if cat.stdout else None)
+    proc = bootmem("boot", "--mem=256M", "--initrd", "-", stdin=cat.stdout.fileno() if cat.stdout else None)
     cat.wait()
     assert proc.returncode == 0, proc.stderr
     assert "Freeing initrd memory: 4K" in proc.stdout and "standard input" in proc.stdout

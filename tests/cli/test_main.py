@@ -128,7 +128,7 @@ def test_extract_imports_no_memory_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "status"),
     [(["--version"], 1), (["--help"], 1), (["ls", "--help"], 1), (["ls", "IMAGE"], 1),
-     (["examine", "IMAGE"], 1), (["boot", "--mem", "64M"], 1), (["diff", "IMAGE", "OTHER"], 2)],
+     (["examine", "IMAGE"], 1), (["boot", "--mem", "256M"], 1), (["diff", "IMAGE", "OTHER"], 2)],
 )  # fmt: skip
 def test_a_write_error_on_stdout_is_reported(
     args: list[str], status: int, image: Path, tmp_path: Path
@@ -157,12 +157,12 @@ def test_running_out_of_host_memory_is_one_line(
 
 def test_a_reader_that_goes_away_keeps_the_exit_status(image: Path, broken_image: Path) -> None:
     for path, status in ((image, 0), (broken_image, 1)):
-        unpiped = bootmem("boot", "--mem", "64M", "--initrd", str(path))
+        unpiped = bootmem("boot", "--mem", "256M", "--initrd", str(path))
         assert unpiped.returncode == status
         read, write = os.pipe()
         os.close(read)  # every write gets EPIPE, as `| head -2` after its two lines
         try:
-            piped = bootmem("boot", "--mem", "64M", "--initrd", str(path), stdout=write)
+            piped = bootmem("boot", "--mem", "256M", "--initrd", str(path), stdout=write)
         finally:
             os.close(write)
         assert (piped.returncode, piped.stderr) == (status, b""), piped.stderr
@@ -238,20 +238,20 @@ def on_a_terminal(*args: str, env: dict[str, str]) -> str:
 def test_styling_follows_no_color_and_the_color_option(
     args: list[str], env: dict[str, str], escapes: bool
 ) -> None:
-    out = on_a_terminal(*args, "boot", "--mem", "64M", env=env)
+    out = on_a_terminal(*args, "boot", "--mem", "256M", env=env)
     assert "Freeing initrd memory" in out
     # NO_COLOR drops bold too, not only colour: no escape sequence at all.
     assert ("\x1b[" in out) is escapes
 
 
 def test_color_always_styles_a_pipe_and_the_option_goes_after_the_command_too() -> None:
-    assert b"\x1b[" in bootmem("boot", "--mem", "64M", "--color=always").stdout
-    assert b"\x1b[" not in bootmem("boot", "--mem", "64M").stdout
+    assert b"\x1b[" in bootmem("boot", "--mem", "256M", "--color=always").stdout
+    assert b"\x1b[" not in bootmem("boot", "--mem", "256M").stdout
 
 
 @pytest.mark.parametrize("kernel", ["linux", "solaya"])
 def test_the_memory_map_follows_the_color_option(kernel: str) -> None:
-    args = ("boot", "--kernel", kernel, "--mem", "64M", "--map")
+    args = ("boot", "--kernel", kernel, "--mem", "256M", "--map")
     assert b"\x1b[" in bootmem(*args, "--color=always").stdout
     assert b"\x1b[" not in on_a_terminal(*args, env={"NO_COLOR": "1"}).encode()
 

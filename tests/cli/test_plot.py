@@ -31,7 +31,7 @@ def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: py
 
     monkeypatch.setattr(Figure, "savefig", recording_savefig)
     out = tmp_path / "boot.png"
-    assert main(["boot", "--mem", "64M", "--plot", str(out)]) == 0
+    assert main(["boot", "--mem", "256M", "--plot", str(out)]) == 0
     with Image.open(out) as picture:
         assert picture.format == "PNG"
         picture.load()  # decodes every row: a truncated or corrupt file raises here
@@ -48,7 +48,7 @@ def test_png(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: py
 
 def test_svg_names_the_owners(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "boot.svg"
-    assert main(["boot", "--mem", "64M", "--plot", str(out)]) == 0
+    assert main(["boot", "--mem", "256M", "--plot", str(out)]) == 0
     root = ET.parse(out).getroot()
     assert root.tag.endswith("svg")
     text = " ".join(t for el in root.iter() for t in (el.text,) if t)
@@ -63,7 +63,7 @@ def test_bad_picture_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_map_before_and_after(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["boot", "--mem", "64M", "--map"]) == 0
+    assert main(["boot", "--mem", "256M", "--map"]) == 0
     out = capsys.readouterr().out
     before = out.index("before the release:")
     after = out.index("after the release:")
@@ -74,7 +74,7 @@ def test_map_before_and_after(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_timeline_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "t.json"
-    assert main(["boot", "--mem", "64M", "--timeline", str(out)]) == 0
+    assert main(["boot", "--mem", "256M", "--timeline", str(out)]) == 0
     data = json.loads(out.read_text())
     validate_json(data, "timeline")
     assert all(sum(s["pages"].values()) == data["total_pages"] for s in data["samples"])
@@ -82,7 +82,7 @@ def test_timeline_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_boot_quiet_when_piped(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bootmem", "boot", "--mem", "64M", "--map", "--plot", str(tmp_path / "b.png")],
+        [sys.executable, "-m", "bootmem", "boot", "--mem=256M", "--map", "--plot", str(tmp_path / "b.png")],
         capture_output=True,
         text=True,
         check=True,

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bootmem.kernel.workspace import UNPACK_BUFFERS, image_workspace, member_workspace
-from bootmem.mm import PAGE_SIZE
+from bootmem.kernel.boot import init_rootfs
+from bootmem.kernel.unpack import unpack_to_rootfs
+from bootmem.kernel.workspace import UNPACK_BUFFERS, member_workspace
+from bootmem.mm import PAGE_SIZE, PageAllocator
 from tests.conftest import require_tool
 from tests.report.conftest import make_image
 
@@ -78,5 +80,12 @@ def test_fixed_buffers() -> None:
 def test_an_image_holds_its_largest_members_buffers() -> None:
     small = make_image({"a": DATA}, compression="gzip")
     raw = make_image({"b": b"x"}, compression="none")
-    assert image_workspace(raw) == UNPACK_BUFFERS
-    assert image_workspace(raw + small) == UNPACK_BUFFERS + member_workspace("gzip", b"")
+    lz4 = make_image({"c": DATA}, compression="lz4")
+
+    def workspace(image: bytes) -> int:
+        fs = init_rootfs(PageAllocator(base=0, size=64 << 20))
+        return unpack_to_rootfs(image, fs).workspace
+
+    assert workspace(raw) == UNPACK_BUFFERS
+    assert workspace(raw + small) == UNPACK_BUFFERS + member_workspace("gzip", b"")
+    assert workspace(small + lz4 + small) == UNPACK_BUFFERS + member_workspace("lz4", b"")

@@ -41,7 +41,7 @@ def _boot(budget: Budget, image: bytes, ram: int, retain: bool) -> BootReport:
 
 
 def _boots(budget: Budget, report: BootReport) -> bool:
-    enough = memory_limit(report, budget.arch, budget.workspace, budget.init_free) is None
+    enough = memory_limit(report, budget.arch, budget.init_free) is None
     return report.ok and report.init is not None and enough
 
 
@@ -174,4 +174,8 @@ def test_a_probe_log_calibrates_the_runtime_and_the_budget_counts_it() -> None:
     assert with_runtime.released.min_ram > without.released.min_ram + (16 << 20)
     assert with_runtime.released.limit == "kernel" and "the kernel's own" in with_runtime.released.reason
     below = assert_boundary(with_runtime, image)[False]
-    assert below.ok and memory_limit(below, arch, with_runtime.workspace, with_runtime.init_free) == "kernel"
+    # One step below, the boot itself panics as Linux does, and the budget reads that verdict.
+    assert below.panic == "System is deadlocked on memory" and not below.ok and below.init is None
+    assert memory_limit(below, arch, with_runtime.init_free) == "kernel"
+    assert "Kernel panic - not syncing: System is deadlocked on memory" in str(below.log)
+    assert "Freeing initrd memory" not in str(below.log)

@@ -236,6 +236,13 @@ class BootReport:
     free_pages_before_release: int = 0
     free_pages_end: int = 0
     peak_used_pages: int = 0
+    # What Linux has at the unpack's peak beyond the model's pages (bootmem.kernel.arch): the
+    # decompressors' buffers, the bytes free once the kernel's own needs are taken off, and the
+    # page allocator's watermarks; below them the boot panics (``panic``).
+    unpack_workspace: int = 0
+    unpack_peak_free: int = 0
+    watermark_bytes: int = 0
+    panic: str | None = None  # "Kernel panic - not syncing: <panic>" after the unpack
     init: str | None = None
     unpack_seconds: float = 0.0
     release_seconds: float = 0.0
@@ -248,7 +255,7 @@ class BootReport:
 
     @property
     def ok(self) -> bool:
-        return self.unpack_error is None and self.initrd_disabled is None
+        return self.unpack_error is None and self.initrd_disabled is None and self.panic is None
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data (schema in docs/json.md)."""
@@ -281,6 +288,10 @@ class BootReport:
             "free_pages_before_release": self.free_pages_before_release,
             "free_pages_end": self.free_pages_end,
             "peak_used_pages": self.peak_used_pages,
+            "unpack_workspace_bytes": self.unpack_workspace,
+            "unpack_peak_free_bytes": self.unpack_peak_free,
+            "watermark_bytes": self.watermark_bytes,
+            "panic": self.panic,
             "init": self.init,
             "seconds": {
                 "unpack": self.unpack_seconds,
@@ -393,6 +404,7 @@ def boot(
         phase=phase,
         blk_dev_ram=machine.blk_dev_ram,
         max_decompressed=max_decompressed,
+        arch=machine.arch,
     )
     kernel_init(report, memory.holes, phase)
     report.phases = phases
@@ -552,10 +564,12 @@ def populate_rootfs(
     phase: Callable[[str], None],
     blk_dev_ram: str = "m",
     max_decompressed: int | None = None,
+    arch: ArchProfile = FLAT,
 ) -> None:
     """init/initramfs.c ``populate_rootfs`` and ``do_populate_rootfs``, then ``wait_for_initramfs``.
 
-    ``blk_dev_ram`` is :attr:`Machine.blk_dev_ram`; ``max_decompressed`` is :func:`boot`'s.
+    ``blk_dev_ram`` is :attr:`Machine.blk_dev_ram`; ``max_decompressed`` is :func:`boot`'s;
+    ``arch`` says what the kernel holds beyond the model's pages (:func:`out_of_memory`).
 
     The built-in initramfs first (an error there is a panic: :class:`BootError`), then the
     initrd through a lease, then ``free_initrd_mem`` unless ``retain_initrd`` - in a thread
@@ -587,10 +601,11 @@ def populate_rootfs(
                 builtin=builtin,
                 max_decompressed=max_decompressed,
             )
-            _log_unpack(result, report, log)
+            if not out_of_memory(report, arch, result.workspace):
+                _log_unpack(result, report, log)
         report.unpack_seconds = time.perf_counter() - t0
         phase("unpack end")
-        if initrd is not None and not retain:
+        if report.panic is None and initrd is not None and not retain:
             free_initrd_mem(report, initrd)
             phase("release")
 
@@ -627,6 +642,37 @@ def _buddy(report: BootReport) -> PageAllocator:
     return report.allocator
 
 
+#: mm/oom_kill.c ``out_of_memory``'s panic when it finds no process to kill.
+DEADLOCK = "System is deadlocked on memory"
+
+
+def out_of_memory(report: BootReport, arch: ArchProfile, workspace: int) -> bool:
+    """Whether the unpack left the kernel deadlocked on memory, said as Linux says it.
+
+    At the unpack's peak the initrd and everything written to the rootfs are held, and besides
+    the model's pages the kernel holds most of its runtime footprint
+    (:meth:`~bootmem.kernel.arch.ArchProfile.unpack_runtime_bytes`) and the decompressors'
+    ``workspace``.  When what is left is below the page allocator's watermarks
+    (:meth:`~bootmem.kernel.arch.ArchProfile.watermark_bytes`), ordinary allocations fail, the
+    out-of-memory killer finds no process to kill (init has not started), and ``out_of_memory``
+    panics.  Linux then never reports how the unpack ended.  A profile that models none of this
+    (``flat``) never runs out here: the model's own pages are the limit.
+    """
+    ram = sum(region.size for region in report.ram)
+    pa = _buddy(report)
+    if not (arch.runtime or arch.watermarks):
+        workspace = 0
+    report.unpack_workspace = workspace
+    report.unpack_peak_free = pa.stats()["free"] * PAGE_SIZE - arch.unpack_runtime_bytes(ram) - workspace
+    report.watermark_bytes = arch.watermark_bytes(report.available_pages * PAGE_SIZE)
+    if report.unpack_peak_free >= report.watermark_bytes:
+        return False
+    report.panic = DEADLOCK
+    report.log.printk("Out of memory and no killable processes...", level="warning")
+    report.log.printk(f"Kernel panic - not syncing: {report.panic}", level="emerg")
+    return True
+
+
 def free_initrd_mem(report: BootReport, initrd: Region) -> None:
     """Give the initrd's frames back (``free_initrd_mem``): ``Freeing initrd memory: ...K``."""
     pa = _buddy(report)
@@ -649,6 +695,8 @@ def kernel_init(report: BootReport, hole_pages: int, phase: Callable[[str], None
     report.free_pages_end = pa.stats()["free"]
     # The allocator's high-water mark counts the holes, which are not RAM.
     report.peak_used_pages = pa.peak_used - hole_pages
+    if report.panic is not None:
+        return
     report.init = _find_init(rootfs)
     phase("init")
     if report.init is not None:

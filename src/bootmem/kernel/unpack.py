@@ -39,6 +39,7 @@ so that the release that follows can prove nobody holds the initrd's bytes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import stat
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from bootmem.fs.tmpfs import OpenFile, Tmpfs
 from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, Prefetch, decompress_method
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
 from bootmem.initramfs.image import Image, Source, image_bytes
+from bootmem.kernel.workspace import UNPACK_BUFFERS, member_workspace
 
 if TYPE_CHECKING:  # numpy comes with bootmem.mm: extraction starts without it
     from bootmem.mm import PageAllocator
@@ -126,6 +128,9 @@ class UnpackResult:
     segments: int
     error: UnpackError | None
     looks_like_initrd: bool = False
+    # Bytes the kernel's unpack holds in buffers at once: its own, and the largest member's
+    # decompressor's (bootmem.kernel.workspace).
+    workspace: int = UNPACK_BUFFERS
 
 
 def kernel_message(exc: BaseException) -> str:
@@ -293,6 +298,7 @@ class Unpacker:
         self.skipped = 0
         self.segment = -1
         self.archive = 0
+        self.workspace = 0  # the largest decompressor's buffers
         self.actions: tuple[Callable[[], bool], ...] = (
             self.do_start,
             self.do_collect,
@@ -660,7 +666,7 @@ def _unpack(image: ImageBytes, target: Target, max_decompressed: int | None) -> 
         m.dir_utime()
         m.buf, m.collected = memoryview(b""), b""  # no view of the image outlives the unpack
     error = None if m.message is None else UnpackError(m.message, m.detail or m.message)
-    return UnpackResult(m.entries, m.skipped, m.segment + 1, error)
+    return UnpackResult(m.entries, m.skipped, m.segment + 1, error, workspace=UNPACK_BUFFERS + m.workspace)
 
 
 def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: Budget) -> int:
@@ -673,6 +679,7 @@ def _decompress(image: ImageBytes, pos: int, head: bytes, m: Unpacker, budget: B
         )
         return 0
     m.where = f" of the {name} member at offset {pos:#x}"
+    m.workspace = max(m.workspace, member_workspace(name, bytes(image.read_at(pos, 64))))
     try:
         member = MemberStream(name, image, pos, budget, kernel=True, segment=m.segment)
         with Prefetch(member, CHUNK) as chunks:
@@ -855,9 +862,7 @@ def unpack_initrd(
                 if builtin is not None:
                     unpack_to_rootfs(builtin, fs)
                 _keep_initrd_image(fs, view)
-                result = UnpackResult(
-                    result.entries, result.skipped, result.segments, result.error, looks_like_initrd=True
-                )
+                result = dataclasses.replace(result, looks_like_initrd=True)
         finally:
             view.release()
     except BaseException:

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import struct
 
-from bootmem import initramfs
-from bootmem.mm import PAGE_SIZE
-from bootmem.units import align_up
+from bootmem.units import PAGE_SIZE, align_up
 
 #: ``unpack_to_rootfs``'s ``header_buf`` (110 bytes), ``symlink_buf`` (``PATH_MAX`` +
 #: ``N_ALIGN(PATH_MAX)`` + 1: a 16 KiB slab object) and ``name_buf`` (``N_ALIGN(PATH_MAX)``).
@@ -69,16 +67,6 @@ def member_workspace(compression: str, head: bytes) -> int:
         block = min(window, _ZSTD_BLOCK_MAX)
         return _ZSTD_IOBUF + align_up(_ZSTD_DCTX + block + window + block + 64, PAGE_SIZE)
     return 0
-
-
-def image_workspace(image: bytes) -> int:
-    """The most the kernel's unpack holds in buffers at once for ``image``: its largest member's."""
-    largest = 0
-    with initramfs.open(image) as img:
-        for segment in img.segments:
-            head = image[segment.offset : segment.offset + 64]
-            largest = max(largest, member_workspace(segment.compression, head))
-    return UNPACK_BUFFERS + largest
 
 
 def _lzma(head: bytes) -> int:

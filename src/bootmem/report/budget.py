@@ -6,10 +6,11 @@ with ``retain_initrd``.  Every boot is :func:`~bootmem.kernel.boot.boot` on a
 :class:`~bootmem.kernel.boot.Machine` of the architecture profile given, so ``bootmem boot``
 with the answer boots and one step less does not.  A machine *boots* (:func:`memory_limit`) when
 unpacking succeeds, an init is found, and the kernel has the memory it needs beyond the model's
-pages: at the unpack's peak its runtime footprint and the decompressor's buffers
-(:func:`~bootmem.kernel.workspace.image_workspace`) must leave the page allocator's watermarks
-free, and when init starts at least ``init_free`` bytes must be free (both as the architecture
-profile says: nothing beyond the model for ``flat``).  Booting is assumed monotonic in RAM (more
+pages: the boot itself panics when, at the unpack's peak, its runtime footprint and the
+decompressors' buffers leave less than the page allocator's watermarks free
+(:func:`~bootmem.kernel.boot.out_of_memory`), and the budget asks besides that at least
+``init_free`` bytes be free when init starts (both as the architecture profile says: nothing
+beyond the model for ``flat``).  Booting is assumed monotonic in RAM (more
 RAM never hurts), which holds for the model: RAM adds free pages and raises tmpfs's limit faster
 than it adds struct pages, hash tables and watermarks.
 
@@ -33,7 +34,6 @@ from bootmem.fs.tmpfs import shmem_limits
 from bootmem.initramfs.cpio import Entry
 from bootmem.kernel.arch import FLAT, ArchProfile, MemoryLine, fit_fixed, fit_two, ram_size_of
 from bootmem.kernel.boot import DEFAULT_RAM_BASE, BootReport, Machine, boot
-from bootmem.kernel.workspace import image_workspace
 from bootmem.mm import PAGE_SIZE
 from bootmem.report.owners import Owner
 from bootmem.report.timeline import record_boot
@@ -235,32 +235,19 @@ def ram_of(report: BootReport) -> int:
     return sum(region.size for region in report.ram)
 
 
-def unpack_peak_free(report: BootReport, arch: ArchProfile, workspace: int) -> int:
-    """Bytes Linux has free at the unpack's peak: the model's, less the kernel's runtime and buffers.
-
-    The peak is the end of the unpack, the initrd not yet freed: everything the rootfs holds is
-    written, the kernel holds :meth:`~bootmem.kernel.arch.ArchProfile.unpack_runtime_bytes` and
-    the decompressor ``workspace`` bytes.  May be negative.
-    """
-    free = (report.free_pages_end - report.freed_pages) * PAGE_SIZE  # the initrd held, or retained
-    return free - arch.unpack_runtime_bytes(ram_of(report)) - workspace
-
-
 def free_at_init(report: BootReport, arch: ArchProfile) -> int:
     """Bytes Linux has free when init starts: the model's, plus what is freed late, less the runtime."""
     return report.free_pages_end * PAGE_SIZE + arch.freed_late - arch.runtime_bytes(ram_of(report))
 
 
-def memory_limit(report: BootReport, arch: ArchProfile, workspace: int, init_free: int) -> Limit | None:
-    """The memory limit a boot that unpacked runs into, or ``None`` when Linux has enough.
+def memory_limit(report: BootReport, arch: ArchProfile, init_free: int) -> Limit | None:
+    """The memory limit a boot runs into, or ``None`` when Linux has enough.
 
-    ``"kernel"`` when the unpack's peak (:func:`unpack_peak_free`) goes below the page
-    allocator's watermarks (Linux: the out-of-memory killer finds nothing to kill, "System is
-    deadlocked on memory"); ``"init"`` when fewer than ``init_free`` bytes are free when init
-    starts (:func:`free_at_init`).
+    ``"kernel"`` when the boot itself panicked at the unpack's peak
+    (:func:`~bootmem.kernel.boot.out_of_memory`: "System is deadlocked on memory"); ``"init"``
+    when fewer than ``init_free`` bytes are free when init starts (:func:`free_at_init`).
     """
-    watermark = arch.watermark_bytes(report.available_pages * PAGE_SIZE)
-    if unpack_peak_free(report, arch, workspace) < watermark:
+    if report.panic is not None:
         return "kernel"
     if free_at_init(report, arch) < init_free:
         return "init"
@@ -372,7 +359,6 @@ class _Search:
         rootfs_share: float | None,
         rootfs_size: int | None,
         init_free: int,
-        workspace: int,
         step: int,
         progress: Progress | None,
         label: str,
@@ -386,7 +372,6 @@ class _Search:
         self.rootfs_share = rootfs_share
         self.rootfs_size = rootfs_size
         self.init_free = init_free
-        self.workspace = workspace
         self.step = step
         self.progress = progress
         self.label = label
@@ -424,7 +409,7 @@ class _Search:
             isinstance(result, BootReport)
             and result.ok
             and result.init is not None
-            and memory_limit(result, self.arch, self.workspace, self.init_free) is None
+            and memory_limit(result, self.arch, self.init_free) is None
         )
 
     def run(self, lower: int) -> tuple[int, BootReport, BootReport | str]:
@@ -477,19 +462,16 @@ def _describe(result: BootReport | str, search: _Search | None = None) -> str:
         return result
     if result.unpack_error:
         return f"unpacking failed: {result.unpack_detail or result.unpack_error}"
+    if result.panic is not None:
+        return (
+            f"out of memory while unpacking: {format_k(max(0, result.unpack_peak_free))} free at the "
+            f"peak, below the {format_k(result.watermark_bytes)} watermarks"
+        )
     if result.init is None:
         return "no init found"
     if search is None:
         return f"{format_k(result.free_pages_end * PAGE_SIZE)} free when init starts"
-    arch = search.arch
-    if memory_limit(result, arch, search.workspace, search.init_free) == "kernel":
-        peak = unpack_peak_free(result, arch, search.workspace)
-        watermark = arch.watermark_bytes(result.available_pages * PAGE_SIZE)
-        return (
-            f"out of memory while unpacking: {format_k(max(0, peak))} free at the peak, below the "
-            f"{format_k(watermark)} watermarks"
-        )
-    return f"{format_k(max(0, free_at_init(result, arch)))} free when init starts"
+    return f"{format_k(max(0, free_at_init(result, search.arch)))} free when init starts"
 
 
 def _not_memory(result: BootReport | str) -> None:
@@ -499,7 +481,7 @@ def _not_memory(result: BootReport | str) -> None:
             raise BootError(result.initrd_disabled)
         if result.unpack_error not in (None, "write error"):
             raise BootError(f"the image does not unpack: {result.unpack_detail or result.unpack_error}")
-        if result.unpack_error is None and result.init is None:
+        if result.unpack_error is None and result.panic is None and result.init is None:
             raise BootError("the image unpacks but has no init (/init, /sbin/init, /bin/sh ...)")
 
 
@@ -554,7 +536,6 @@ def find_budget(
         )
     kernel = align_up(kernel_size if kernel_size is not None else arch.fixed, PAGE_SIZE)
     initrd = align_up(len(image), PAGE_SIZE)
-    workspace = image_workspace(image) if arch.runtime or arch.watermarks else 0
     # Lower bounds, before the part that grows with RAM: the pages held at the peak and at
     # init, and the pages the allocator must manage for tmpfs's limit to hold the data.
     held = kernel + arch.hole_bytes + PAGE_SIZE + data
@@ -577,7 +558,6 @@ def find_budget(
             rootfs_share=rootfs_share,
             rootfs_size=rootfs_size,
             init_free=init_free,
-            workspace=workspace,
             step=step,
             progress=progress,
             label="retain_initrd" if retain else "initrd released",
@@ -596,7 +576,7 @@ def find_budget(
                 failure=_describe(below, search),
                 rootfs_bytes=ok.rootfs_pages * PAGE_SIZE,
                 free_at_init=free_at_init(ok, arch),
-                peak_free=unpack_peak_free(ok, arch, workspace),
+                peak_free=ok.unpack_peak_free,
             ),
             ok,
         )
@@ -630,7 +610,7 @@ def find_budget(
         peak=peak_bytes,
         peak_used=peak.used * PAGE_SIZE,
         freed=report.freed_pages * PAGE_SIZE,
-        workspace=workspace,
+        workspace=results[False][1].unpack_workspace,
         calibrations=calibrations,
     )
 
@@ -657,12 +637,12 @@ def _why(
             f"{rootfs} must all fit in RAM's pages at once"
         )
     arch, ram = search.arch, ram_of(below)
-    if memory_limit(below, arch, search.workspace, search.init_free) == "kernel":
-        watermark = arch.watermark_bytes(below.available_pages * PAGE_SIZE)
+    if below.panic is not None:
+        watermark = below.watermark_bytes
         return "kernel", (
             f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs {rootfs} "
             f"+ the kernel's own {format_size(arch.unpack_runtime_bytes(ram))} since mem_init + the "
-            f"decompressor's {format_size(search.workspace)} must leave the page allocator's "
+            f"decompressor's {format_size(below.unpack_workspace)} must leave the page allocator's "
             f"{format_size(watermark)} of watermarks free"
         )
     held = "kernel, initrd and rootfs" if retain else "kernel and rootfs"

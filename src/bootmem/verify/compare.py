@@ -19,7 +19,7 @@ from typing import Any
 
 from bootmem.errors import VerifyError
 from bootmem.kernel.arch import FLAT
-from bootmem.kernel.boot import BootReport, Machine, boot
+from bootmem.kernel.boot import DEADLOCK, BootReport, Machine, boot
 from bootmem.mm import PAGE_SIZE
 from bootmem.units import align_down, align_up, format_size
 from bootmem.verify.images import PROBE_CMDLINE, compose, probe_segment
@@ -186,6 +186,7 @@ def _model_figures(model: BootReport) -> dict[str, str]:
         "tried initramfs": str(any("Trying to unpack rootfs image as initramfs" in m for m in messages)),
         "unpack error": str(model.unpack_error) if model.unpack_error else "-",
         "not initramfs": str(any("rootfs image is not initramfs" in m for m in messages)),
+        "deadlocked on memory": str(model.panic == DEADLOCK),
         "Freeing initrd memory": freed.split(":", 1)[1].strip() if freed else "-",
         "Memory: total": f"{model.total_pages * PAGE_SIZE >> 10}K",
         "Memory: reserved": f"{(model.total_pages - model.available_pages) * PAGE_SIZE >> 10}K",
@@ -198,6 +199,7 @@ def _linux_figures(linux: KernelReport) -> dict[str, str]:
         "tried initramfs": str(linux.tried_initramfs),
         "unpack error": linux.unpack_error or "-",
         "not initramfs": str(linux.not_initramfs),
+        "deadlocked on memory": str(linux.panic == DEADLOCK),
         "Freeing initrd memory": f"{linux.freed_k}K" if linux.freed_k is not None else "-",
         "Memory: total": f"{linux.total_k}K",
         "Memory: reserved": f"{linux.reserved_k}K",
