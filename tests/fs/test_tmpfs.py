@@ -64,7 +64,9 @@ def test_empty_path_is_enoent(fs: Tmpfs) -> None:
 def test_root(fs: Tmpfs) -> None:
     root = fs.lookup("/")
     assert root is fs.root
-    assert (root.kind, root.permissions, root.nlink, root.ino) == ("d", 0o755, 2, 1)
+    # tmpfs's default root mode (shmem_init_fs_context: 0777 | S_ISVTX); ramfs's is 0755.
+    assert (root.kind, root.permissions, root.nlink, root.ino) == ("d", 0o1777, 2, 1)
+    assert Tmpfs(PageAllocator(base=0, size=1 << 20), ramfs=True).root.permissions == 0o755
 
 
 def test_mkdir_nlink_counts_subdirectories(fs: Tmpfs) -> None:
@@ -841,7 +843,7 @@ def test_tree_format(fs: Tmpfs) -> None:
     build_small_tree(fs)
     hello = hashlib.sha256(b"hello").hexdigest()
     assert fs.tree() == [
-        "/\td\t0755\t0\t0\t120\t6\t0\t-\t-",
+        "/\td\t1777\t0\t0\t120\t6\t0\t-\t-",
         "/bin\td\t0755\t0\t0\t100\t2\t100\t-\t-",
         "/bin-extra\td\t0700\t0\t0\t40\t2\t0\t-\t-",
         f"/bin/busybox\tf\t4755\t0\t0\t5\t2\t200\t-\t{hello}",
@@ -857,7 +859,7 @@ def test_tree_format(fs: Tmpfs) -> None:
 
 
 def test_tree_of_empty_fs(fs: Tmpfs) -> None:
-    assert fs.tree() == ["/\td\t0755\t0\t0\t40\t2\t0\t-\t-"]
+    assert fs.tree() == ["/\td\t1777\t0\t0\t40\t2\t0\t-\t-"]
 
 
 def test_inode_repr(fs: Tmpfs) -> None:

@@ -30,6 +30,8 @@ def check_rootfs(fs: Tmpfs, case: Case) -> None:
             assert inode.size == want.size, name
         if want.sha256 is not None:
             assert fs.sha256("/" + name) == want.sha256, name
+        if want.mode is not None:
+            assert inode.permissions == want.mode, name
     for name in case.absent:
         assert fs.find("/" + name, follow_symlinks=False) is None, f"{name!r} exists ({case.rule})"
 

@@ -31,6 +31,7 @@ class Node:
     rdev: tuple[int, int] | None = None
     size: int | None = None  # st_size
     sha256: str | None = None  # a regular file's contents, for one too big to spell out
+    mode: int | None = None  # permission bits (with setuid, setgid, sticky)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,20 @@ def _cases() -> list[Case]:
             absent=("missing-dir",),
         ),
         Case(
+            "root-mode-of-tmpfs",
+            "init_rootfs/shmem_init_fs_context: rootfs is tmpfs, its root made with the default mode"
+            " 0777 | S_ISVTX; an archive without a '.' entry leaves it so",
+            archive(f("x", b"x\n")),
+            {"": Node("d", mode=0o1777), "x": Node("f", b"x\n")},
+        ),
+        Case(
+            "root-mode-from-a-dot-entry",
+            "do_name: a directory entry '.' fails init_mkdir (EEXIST), then init_chown and init_chmod"
+            " apply to the root",
+            archive(d(".", 0o700), f("x", b"x\n")),
+            {"": Node("d", mode=0o700), "x": Node("f", b"x\n")},
+        ),
+        Case(
             "missing-parent-drops-the-entry",
             "do_name/do_symlink: filp_open, init_mkdir, init_symlink and init_link fail (ENOENT, ENOTDIR)"
             " when the parent is missing or not a directory; the entry is dropped silently, and a"
@@ -282,6 +297,7 @@ def _cases() -> list[Case]:
             "4096-byte target, and page_get_link reads it back as 4095",
             _zeros_then(archive(d("dir"), f("dir/after", b"whole\n"), sym("long", "c" * 4096))),
             {
+                "": Node("d", mode=0o755),  # ramfs_fill_super: RAMFS_DEFAULT_MODE
                 "big": Node("f", size=BIG, sha256=_zeros_sha256(BIG)),
                 "dir": Node("d", size=0),
                 "dir/after": Node("f", b"whole\n"),

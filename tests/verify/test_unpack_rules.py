@@ -37,6 +37,7 @@ class _Path:
     uid: int
     rdev: tuple[int, int]
     size: int
+    mode: int
     sha256: str | None = None
     target: str | None = None
 
@@ -60,8 +61,9 @@ def _rootfs(console: str) -> dict[str, _Path]:
         fields = line.split("\t")
         if fields[0] == "S" and len(fields) >= 10:
             kind = _KINDS.get(stat.S_IFMT(int(fields[1], 16)), "?")
+            mode = int(fields[1], 16)
             paths[fields[9].lstrip("/")] = _Path(
-                kind, int(fields[2]), (int(fields[7], 16), int(fields[8], 16)), int(fields[4])
+                kind, int(fields[2]), (int(fields[7], 16), int(fields[8], 16)), int(fields[4]), mode & 0o7777
             )
         elif fields[0] == "H" and len(fields) >= 2:
             digest, _, name = fields[1].partition("  ")
@@ -100,5 +102,7 @@ def test_real_kernel_follows_the_rule(
             assert got.size == want.size, name
         if want.sha256 is not None:
             assert got.sha256 == want.sha256, name
+        if want.mode is not None:
+            assert got.mode == want.mode, name
     for name in case.absent:
         assert name not in rootfs, f"{name!r} exists ({case.rule})"

@@ -296,11 +296,13 @@ class Tmpfs:
     counts them, every inode takes one - the root, each directory, file, symlink and node - and
     so does every further hard link (``shmem_link``); past the limit a create or a link is
     ``ENOSPC``.  Pages are allocated with ``owner``.  Every public method holds one lock, so
-    one thread may populate the filesystem while others use the same allocator.
+    one thread may populate the filesystem while others use the same allocator.  The root
+    directory has mode 1777, tmpfs's default (``shmem_init_fs_context``: ``0777 | S_ISVTX``).
 
     ``ramfs=True`` makes it ramfs instead (what rootfs is when the command line names a
     ``root=``): no size or inode limit (only the allocator's pages), every symlink in a page of
-    its own (``page_symlink``), directories of size 0 (no ``BOGO_DIRENT_SIZE``).
+    its own (``page_symlink``), directories of size 0 (no ``BOGO_DIRENT_SIZE``), a root of
+    mode 0755 (``RAMFS_DEFAULT_MODE``).
     """
 
     def __init__(
@@ -324,7 +326,8 @@ class Tmpfs:
         self._lock = threading.RLock()
         self._next_ino = 1
         self._used_pages = 0
-        self.root = self._new_inode(stat.S_IFDIR | 0o755, 0, 0, 0, path="/")
+        root_mode = 0o755 if ramfs else 0o1777  # RAMFS_DEFAULT_MODE; tmpfs: 0777 | S_ISVTX
+        self.root = self._new_inode(stat.S_IFDIR | root_mode, 0, 0, 0, path="/")
         self.root.parent = self.root
         self.root.nlink = 2
         # Path as given -> the directory it resolved to.  Creating names cannot change what an
