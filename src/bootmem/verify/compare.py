@@ -176,6 +176,10 @@ INFORMATIONAL = {
     # memblock_free_all() handed RAM to the buddy allocator; the model's figure is the managed
     # pages (total less reserved), which is what tmpfs's limit follows (totalram_pages()).
     "Memory: available": "Linux's is nr_free_pages() at the print, after early allocations",
+    # The machine here is calibrated from the Memory: line alone (model_machine): what the
+    # kernel holds after mem_init is not, so the model runs out only of its own pages; `bootmem
+    # budget --confirm` calibrates that too and judges the threshold against Linux.
+    "deadlocked on memory": "the kernel's needs after mem_init are not calibrated here: budget --confirm",
 }
 
 
