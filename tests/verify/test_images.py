@@ -13,6 +13,7 @@ from bootmem.errors import UsageError, VerifyError
 from bootmem.verify.images import (
     PROBE_DIR,
     PROBE_INIT,
+    STAGED_MARK,
     _has_interpreter,
     build_lock,
     compose,
@@ -75,9 +76,14 @@ def test_mkinitramfs_builds_debians_image_for_the_kernel(debian_amd64: Kernel) -
     require_tool("mkinitramfs")
     image = mkinitramfs(debian_amd64, "lz4", modules="dep")
     with initramfs.open(image) as img:
-        names = {e.name for e in img}
+        members = list(img)
+        names = {e.name for e in members}
         codecs = [s.compression for s in img.segments]
     assert codecs == ["lz4"]
+    # Modules are files at their own paths, as in Debian's image: nothing of bootmem's cache.
+    modules = [e for e in members if e.name.endswith(".ko") or ".ko." in e.name]
+    assert modules and all(e.isreg() for e in modules), [e.name for e in modules if not e.isreg()][:5]
+    assert not [n for n in names if "bootmem" in n or STAGED_MARK in n]
     assert {
         "init",
         "scripts/init-top",
@@ -87,7 +93,8 @@ def test_mkinitramfs_builds_debians_image_for_the_kernel(debian_amd64: Kernel) -
     # The package's tree stays as it was found: no link left in /lib/modules or /boot (looked at
     # under the build lock: a build running in parallel has its link there while it runs).
     with build_lock():
-        assert not (Path("/lib/modules") / str(debian_amd64.version)).is_symlink()
+        staged = Path("/lib/modules") / str(debian_amd64.version)
+        assert not staged.is_symlink() and not (staged / STAGED_MARK).exists()
 
 
 @pytest.mark.qemu
@@ -131,8 +138,12 @@ def test_stale_links_into_the_cache_go_and_nothing_else(tmp_path: Path) -> None:
     real = tmp_path / "real"  # a real directory
     real.mkdir()
     links = [(p, cache) for p in (stale, relative, foreign, beside, real, tmp_path / "absent")]
-    assert remove_stale_links(links, cache) == [stale, relative]
-    assert not stale.is_symlink() and not relative.is_symlink()
+    staged = tmp_path / "staged"  # a staged tree an interrupted build left: marked as bootmem's
+    (staged / "kernel").mkdir(parents=True)
+    (staged / STAGED_MARK).write_text("")
+    links.append((staged, cache))
+    assert remove_stale_links(links, cache) == [stale, relative, staged]
+    assert not stale.is_symlink() and not relative.is_symlink() and not staged.exists()
     assert foreign.is_symlink() and beside.is_symlink() and real.is_dir()
 
 

@@ -148,10 +148,13 @@ def mkinitramfs(
 
     ``kernel`` must be an unpacked Debian package (:func:`~bootmem.verify.kernel.debian_kernel`
     or ``--kernel`` of such a tree): mkinitramfs reads ``/lib/modules/VERSION`` and
-    ``/boot/config-VERSION``, paths it does not let a caller change, so they are made symlinks
-    to the unpacked tree for the duration of the build (under a lock, and only where nothing
-    is there already; the host's own kernel of that version is used as it is; a symlink into
-    bootmem's cache found there is one an interrupted build left, and is removed first).  The
+    ``/boot/config-VERSION``, paths it does not let a caller change, so the unpacked tree is
+    put there for the duration of the build (under a lock, and only where nothing is there
+    already; the host's own kernel of that version is used as it is).  The modules directory
+    is a real one, of hard links (copies across filesystems) marked as bootmem's
+    (:data:`STAGED_MARK`): through a symlink, mkinitramfs's ``copy_file`` would put each
+    module at its path in the cache and a symlink where Debian's image has the module.  What an
+    interrupted build left there is removed first (:func:`remove_stale_links`).  The
     configuration is Debian's default (``MODULES=most``, ``BUSYBOX=auto``) from a private
     ``-d`` directory, so the host's own initramfs-tools settings do not leak in;
     ``SOURCE_DATE_EPOCH`` is the kernel image's mtime, so the build is reproducible.
@@ -192,7 +195,7 @@ def mkinitramfs(
         (conf / "initramfs.conf").write_text(_INITRAMFS_CONF.format(modules=modules, compress=name))
         target = out or scratch / "initrd.img"
         remove_stale_links(links, cache_dir())
-        made = _link_all(links)
+        made = _stage_all(links)
         try:
             env = dict(os.environ)
             env["SOURCE_DATE_EPOCH"] = str(int(kernel.image.stat().st_mtime))
@@ -200,8 +203,7 @@ def mkinitramfs(
             argv = [tool, "-d", str(conf), "-c", name, "-o", str(target), version]
             done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
         finally:
-            for link in made:
-                link.unlink(missing_ok=True)
+            _unstage(made)
         if done.returncode != 0:
             complaint = (done.stderr.strip() or done.stdout.strip()).splitlines()
             raise VerifyError(
@@ -219,47 +221,91 @@ def build_lock() -> contextlib.AbstractContextManager[None]:
     return locked(cache_dir() / "mkinitramfs.lock")
 
 
-def remove_stale_links(links: list[tuple[Path, Path]], cache: Path) -> list[Path]:
-    """Remove each ``link`` that is a symlink into ``cache``; the links removed.
+#: The file that marks a modules directory :func:`mkinitramfs` staged: a directory holding it is
+#: bootmem's to remove, whatever else is in it.
+STAGED_MARK = ".bootmem-staged"
 
-    Such a link is one an earlier build made and could not remove (it was interrupted): the
-    caller holds the build lock, so no other build is using it.  A real file or directory, or a
-    symlink pointing anywhere else, is the host's own and stays.  Raises :class:`VerifyError`
-    when a stale link cannot be removed.
+
+def remove_stale_links(links: list[tuple[Path, Path]], cache: Path) -> list[Path]:
+    """Remove what an interrupted :func:`mkinitramfs` build left at each ``link``; the paths removed.
+
+    That is a directory holding :data:`STAGED_MARK`, or a symlink into ``cache`` (as builds
+    made them before).  The caller holds the build lock, so no other build is using it.  A real
+    file or directory, or a symlink pointing anywhere else, is the host's own and stays.
+    Raises :class:`VerifyError` when one cannot be removed.
     """
     roots = {Path(os.path.abspath(cache)), Path(os.path.realpath(cache))}
     removed: list[Path] = []
     for link, _target in links:
-        if not link.is_symlink():
-            continue
-        pointee = Path(os.path.abspath(link.parent / os.readlink(link)))
-        if not any(pointee == root or root in pointee.parents for root in roots):
-            continue
         try:
-            link.unlink()
+            if link.is_symlink():
+                pointee = Path(os.path.abspath(link.parent / os.readlink(link)))
+                if not any(pointee == root or root in pointee.parents for root in roots):
+                    continue
+                link.unlink()
+            elif link.is_dir() and (link / STAGED_MARK).is_file():
+                shutil.rmtree(link)
+            else:
+                continue
         except OSError as exc:
             raise VerifyError(
-                f"cannot remove {str(link)!r}, a link an interrupted mkinitramfs build left ({exc.strerror})"
+                f"cannot remove {str(link)!r}, which an interrupted mkinitramfs build left ({exc.strerror})"
             ) from exc
         removed.append(link)
     return removed
 
 
-def _link_all(links: list[tuple[Path, Path]]) -> list[Path]:
-    """Create each ``link -> target`` where nothing exists yet; the links created."""
+def _stage_all(links: list[tuple[Path, Path]]) -> list[Path]:
+    """Put each ``target`` at ``link`` where nothing exists yet; the paths made.
+
+    A directory becomes a marked tree of hard links (:func:`_stage_tree`), a file a symlink.
+    """
     made: list[Path] = []
     try:
         for link, target in links:
             if link.exists() or link.is_symlink():
                 continue
             link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(target)
             made.append(link)
+            if target.is_dir():
+                _stage_tree(target, link)
+            else:
+                link.symlink_to(target)
     except OSError as exc:
-        for link in made:
-            link.unlink(missing_ok=True)
+        _unstage(made)
         raise VerifyError(
-            f"cannot link {str(exc.filename)!r} for mkinitramfs ({exc.strerror}): it reads only "
+            f"cannot stage {str(exc.filename)!r} for mkinitramfs ({exc.strerror}): it reads only "
             "/lib/modules/VERSION and /boot/config-VERSION: run as root, or with that kernel installed"
         ) from exc
     return made
+
+
+def _stage_tree(source: Path, dest: Path) -> None:
+    """``dest`` as a copy of the tree ``source``: directories made, files hard-linked (copied when
+    the link is refused, as across filesystems), symlinks copied; marked with :data:`STAGED_MARK`."""
+    dest.mkdir()
+    (dest / STAGED_MARK).write_text("staged by bootmem for mkinitramfs; removed after the build\n")
+    for top, dirs, files in os.walk(source):
+        here = dest / os.path.relpath(top, source)
+        for name in dirs:
+            if os.path.islink(os.path.join(top, name)):
+                os.symlink(os.readlink(os.path.join(top, name)), here / name)
+            else:
+                (here / name).mkdir()
+        for name in files:
+            path = os.path.join(top, name)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), here / name)
+                continue
+            try:
+                os.link(path, here / name)
+            except OSError:
+                shutil.copy2(path, here / name)
+
+
+def _unstage(made: list[Path]) -> None:
+    for path in made:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
