@@ -99,3 +99,24 @@ def test_a_device_tree_machine_frees_as_generic_linux(qemu_x86: str) -> None:
     verdict = verify_image(example_image(), kernel, ram=256 << 20)
     assert verdict.qemu.dtb is not None and verdict.linux.tree is not None
     assert _differences(verdict) == []
+
+
+@pytest.mark.parametrize(("size_mib", "deadlocks"), [(20, False), (40, True)])
+def test_the_profiles_deadlock_on_memory_is_linuxs(
+    debian_amd64: Kernel, qemu_x86: str, size_mib: int, deadlocks: bool
+) -> None:
+    # An incompressible raw initrd on 128M: the x86_64 profile as shipped (no calibration) says
+    # whether the unpack leaves the kernel deadlocked on memory, and Linux does the same.
+    import random
+
+    from bootmem.kernel.arch import X86_64
+    from bootmem.kernel.boot import DEADLOCK, Machine, boot
+    from bootmem.verify.parse import parse_console
+    from bootmem.verify.qemu import boot_qemu
+    from tests.kernel.conftest import archive, f
+
+    image = archive(f("blob", random.Random(size_mib).randbytes(size_mib << 20)))
+    model = boot(image, machine=Machine.for_arch(X86_64, 128 << 20), poison=None)
+    linux = parse_console(boot_qemu(debian_amd64, image, ram=128 << 20).console)
+    assert (model.panic == DEADLOCK) is deadlocks
+    assert (linux.panic == DEADLOCK) is deadlocks, linux.panic
