@@ -159,7 +159,24 @@ def test_an_initrd_on_standard_input_boots(tmp_path: Path) -> None:
     assert "Freeing initrd memory: 4K" in proc.stdout and "standard input" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["ls", "examine", "extract"])
+def test_an_endless_initrd_on_standard_input_is_refused_at_the_pipe_limit_on_a_large_machine() -> None:
+    # RAM of 8G would let 8G of a pipe be copied to a temporary file: the pipe limit (4G) bounds it
+    # first, so the disk does not fill either.
+    zeros = endless_pipe()
+    try:
+        proc = bootmem(
+            "boot", "--mem", "8G", "--initrd", "-", stdin=zeros.stdout.fileno() if zeros.stdout else None
+        )
+    finally:
+        zeros.kill()
+        zeros.wait()
+    fragment = (
+        f"standard input is not seekable and passes {4 << 30} bytes, the most read from a pipe (give a file)"
+    )
+    assert fragment in one_line_error(proc)
+
+
+@pytest.mark.parametrize("command", ["ls", "examine", "extract", "budget"])
 def test_an_endless_image_on_standard_input_stops_at_max_size(command: str, tmp_path: Path) -> None:
     # A pipe is copied to a temporary file, not to memory, and no further than --max-size.
     zeros = endless_pipe()

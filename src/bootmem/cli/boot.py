@@ -139,15 +139,17 @@ def rootfs_limit(text: str | None) -> tuple[float | None, int | None]:
     return parse_size_or_share(text)
 
 
-def read_initrd(path: Path | None, limit: int) -> bytes | memoryview:
+def read_initrd(path: Path | None, limit: int, pipe_limit: int | None = None) -> bytes | memoryview:
     """The image at ``path`` (``-`` for standard input, ``None`` for the built-in example),
     refused if above ``limit`` bytes.
 
     The size is checked before the data is read: with ``fstat`` for a regular file, which is
     then mapped, not copied; anything else (a pipe, ``/dev/zero``) is copied to a temporary
-    file in pieces, at most ``limit + 1`` bytes, and that file is mapped.  So host memory does
-    not grow with the image beyond the page cache.  Raises :class:`UsageError` naming the file
-    and both sizes.
+    file in pieces, at most ``pipe_limit + 1`` bytes (``--max-size``; by default
+    :data:`~bootmem.initramfs.image.DEFAULT_PIPE_LIMIT`, as every command reads a pipe) and
+    never more than ``limit + 1``, and that file is mapped.  So neither host memory nor the
+    temporary file grows without bound.  Raises :class:`UsageError` naming the file and both
+    sizes.
     """
     if path is None:
         return example_image()
@@ -164,6 +166,15 @@ def read_initrd(path: Path | None, limit: int) -> bytes | memoryview:
                 raise UsageError(f"initrd {name} of {info.st_size} bytes is larger than the "
                                  f"{format_size(limit)} of RAM it must be loaded into")  # fmt: skip
             return _mapped(f, info.st_size)
+        from bootmem.initramfs.image import DEFAULT_PIPE_LIMIT
+
+        most = DEFAULT_PIPE_LIMIT if pipe_limit is None else pipe_limit
+        if most < limit:
+            hint = "give a file" if pipe_limit is None else "give a file, or another limit with --max-size"
+            limit, too_large = (
+                most,
+                f"{name} is not seekable and passes {most} bytes, the most read from a pipe ({hint})",
+            )
         spool = stack.enter_context(tempfile.TemporaryFile(prefix="bootmem-initrd-"))
         size = 0
         while piece := f.read(min(1 << 20, limit + 1 - size)):

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bootmem.cli.boot import read_initrd
     from bootmem.cli.progress import progress_bar
+    from bootmem.initramfs.image import DEFAULT_PIPE_LIMIT
     from bootmem.kernel.arch import profile
     from bootmem.mm.ram import MAX_RAM_SIZE
     from bootmem.report.budget import DEFAULT_STEP, calibrate, find_budget, parse_dmesg
@@ -115,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
         arch = calibrate(arch, list(logs))
     kernel_size = parse_size(args.kernel_size) if args.kernel_size is not None else arch.fixed
     share, size = parse_size_or_share(args.rootfs_size) if args.rootfs_size else (None, None)
-    image = bytes(read_initrd(args.image, MAX_RAM_SIZE))
     cap = max_size(args)
+    image = bytes(read_initrd(args.image, MAX_RAM_SIZE, pipe_limit=cap or DEFAULT_PIPE_LIMIT))
     with progress_bar("budget", total=None) as bar:
 
         def progress(what: str, boots: int, expected: int | None) -> None:
