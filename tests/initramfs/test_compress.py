@@ -36,6 +36,8 @@ from bootmem.initramfs.compress import (
     Budget,
     LzopHeader,
     MemberStream,
+    Prefetch,
+    PrefetchedStream,
     compress,
     decompress_method,
     detect,
@@ -45,7 +47,7 @@ from bootmem.initramfs.cpio import Entry
 from bootmem.initramfs.image import _MemoryImage
 from bootmem.kernel.boot import Machine, boot
 from tests.conftest import require_tool
-from tests.initramfs.corpus import PEER_COMPRESSORS, _content, archive, peer_compress
+from tests.initramfs.corpus import PEER_COMPRESSORS, _content, archive, f, peer_compress
 
 CODECS = tuple(PEER_COMPRESSORS)  # every kernel compression but "none"
 DATA = _content(random.Random(7), 1 << 20)  # several lzo and zstd blocks
@@ -182,6 +184,57 @@ def test_lz4_legacy_blocks_are_8_mib() -> None:
     packed = compress(data, "lz4", 1)
     assert int.from_bytes(packed[4:8], "little") < len(packed) - 8  # more than one block
     assert _stream(packed, "lz4").read() == data
+
+
+def test_read_chunk_hands_out_the_decompressors_output_uncut() -> None:
+    data = DATA * 9  # two lz4 blocks: 8 MiB and the rest
+    stream = _stream(compress(data, "lz4", 1), "lz4")
+    first = stream.read(100)  # a chunk cut by read: read_chunk hands out the rest of it
+    chunks = [first, *iter(lambda: stream.read_chunk(1 << 20), b"")]
+    assert [len(c) for c in chunks] == [100, (8 << 20) - 100, len(data) - (8 << 20)]
+    assert b"".join(chunks) == data
+    assert stream.read_chunk(1 << 20) == b""
+
+
+@pytest.mark.parametrize("name", ["zstd", "gzip"])
+def test_read_chunk_is_at_most_about_n(name: str) -> None:
+    stream = _stream(compress(DATA, name, 1), name)
+    chunks = list(iter(lambda: stream.read_chunk(1 << 16), b""))
+    assert b"".join(chunks) == DATA
+    assert max(len(c) for c in chunks) <= 1 << 16
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_prefetched_stream_skips_and_reads(views: bool) -> None:
+    data = DATA * 12  # an 8 MiB lz4 block and a 4 MiB one
+    member = _stream(compress(data, "lz4", 1), "lz4")
+    with Prefetch(member, 1 << 20, views=views) as chunks:
+        stream = PrefetchedStream(chunks)
+        assert stream.read(10) == data[:10]
+        assert stream.skip(3 << 20) == 3 << 20  # across chunks when they are 1 MiB
+        assert stream.read(5) == data[10 + (3 << 20) : 15 + (3 << 20)]
+        at = 15 + (3 << 20)
+        assert stream.skip(6 << 20) == 6 << 20  # across the lz4 block's end
+        at += 6 << 20
+        assert stream.read(7) == data[at : at + 7]
+        at += 7
+        assert stream.skip(len(data)) == len(data) - at  # fewer at the end
+        assert stream.eof
+        assert stream.skip(1) == 0
+        assert stream.read(1) == b""
+
+
+def test_a_prefetched_lz4_image_lists_and_reads_as_written() -> None:
+    # 8 MiB blocks handed out as views, the data of most entries skipped without copying: the
+    # entries and the data of those read are what was written.
+    files = [(f"f{i}", bytes([i]) * (i * 300_001 % (3 << 20))) for i in range(12)]
+    image = compress(archive(*(f(name, data) for name, data in files)), "lz4", 1)
+    read = ("f3", "f7", "f11")
+    seen: list[tuple[str, bytes | int]] = []
+    with bootmem.initramfs.open(image) as img:
+        for entry, reader in img.stream():
+            seen.append((entry.name, reader.read_data() if entry.name in read else entry.c_filesize))
+    assert seen == [(name, data if name in read else len(data)) for name, data in files]
 
 
 def test_lz4_frame_is_read() -> None:

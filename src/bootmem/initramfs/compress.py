@@ -225,6 +225,18 @@ class MemberStream:
         self._buf, self._pos = chunk, n
         return chunk[:n]
 
+    def read_chunk(self, n: int) -> bytes:
+        """About ``n`` bytes as the decompressor hands them out, never cut or copied: what is
+        left of a chunk :meth:`read` cut, else one output of the decompressor (lz4's legacy
+        blocks are 8 MiB whatever ``n`` is); ``b""`` once the member's stream has ended."""
+        if self._pos < len(self._buf):
+            out = self._buf[self._pos :] if self._pos else self._buf
+            self._buf, self._pos = b"", 0
+            return out
+        if self._done or n <= 0:
+            return b""
+        return self._produce(min(max(n, _OUT_CHUNK), _MAX_OUT))
+
     def _produce(self, max_length: int) -> bytes:
         budget, engine = self.budget, self._engine
         left = budget.limit(engine.read_to() - self.offset) - budget.used
@@ -266,16 +278,21 @@ class Prefetch:
     the ``with`` block stops the thread and waits for it, so the image is read by nobody after
     it; the member's :attr:`~MemberStream.end`, ``size`` and ``head`` may be read once
     :meth:`read` has returned ``b""``.
+
+    With ``views``, a decompressor's output is never cut by copying: chunks are read with
+    :meth:`MemberStream.read_chunk`, and one longer than ``chunk`` (lz4's 8 MiB legacy blocks)
+    is handed out as ``memoryview`` slices of it, so the output of a block is not copied again
+    (nor faulted into fresh memory) on its way to a reader that mostly skips it.
     """
 
     AHEAD = 4
 
-    def __init__(self, member: MemberStream, chunk: int = 1 << 20) -> None:
+    def __init__(self, member: MemberStream, chunk: int = 1 << 20, *, views: bool = False) -> None:
         import queue  # here: listing a raw archive does not pay for the import
         import threading
 
-        self._member, self._chunk = member, chunk
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self.AHEAD)
+        self._member, self._chunk, self._views = member, chunk, views
+        self._queue: queue.Queue[bytes | memoryview | BaseException] = queue.Queue(self.AHEAD)
         self._empty = queue.Empty
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="bootmem-decompress", daemon=True)
@@ -293,17 +310,24 @@ class Prefetch:
         self._member = None  # type: ignore[assignment]
 
     def _run(self) -> None:
-        put, read, chunk = self._queue.put, self._member.read, self._chunk
+        put, chunk = self._queue.put, self._chunk
+        read = self._member.read_chunk if self._views else self._member.read
         try:
             while not self._stop:
                 data = read(chunk)
+                if len(data) > chunk:
+                    # An output longer than a chunk (lz4's 8 MiB blocks) in views of it, not copies.
+                    view = memoryview(data)
+                    for at in range(0, len(data), chunk):
+                        put(view[at : at + chunk])  # a reader that stopped drains the queue
+                    continue
                 put(data)
                 if not data:
                     return
         except BaseException as exc:  # raised again in the reading thread
             put(exc)
 
-    def read(self) -> bytes:
+    def read(self) -> bytes | memoryview:
         item = self._queue.get()
         if isinstance(item, BaseException):
             self._stop = True
@@ -313,13 +337,14 @@ class Prefetch:
 
 class PrefetchedStream:
     """A :class:`Prefetch`'s chunks as a byte stream: ``read(n)`` returns up to ``n`` bytes,
-    ``b""`` at the member's end (what :class:`~bootmem.initramfs.cpio.CpioReader` reads)."""
+    ``b""`` at the member's end (what :class:`~bootmem.initramfs.cpio.CpioReader` reads);
+    ``skip(n)`` passes over bytes without copying them."""
 
     __slots__ = ("_buf", "_chunks", "_done", "_pos")
 
     def __init__(self, chunks: Prefetch) -> None:
         self._chunks = chunks
-        self._buf = b""
+        self._buf: bytes | memoryview = b""
         self._pos = 0
         self._done = False
 
@@ -341,10 +366,26 @@ class PrefetchedStream:
         pos, buf = self._pos, self._buf
         if pos == 0 and n >= len(buf):
             self._pos = len(buf)
-            return buf
+            return buf if type(buf) is bytes else bytes(buf)
         out = buf[pos : pos + n]
         self._pos = pos + len(out)
-        return out
+        return out if type(out) is bytes else bytes(out)
+
+    def skip(self, n: int, /) -> int:
+        """Pass over up to ``n`` bytes without copying them; how many (fewer only at the end)."""
+        done = 0
+        while done < n:
+            if self._pos >= len(self._buf):
+                if self._done:
+                    break
+                self._buf, self._pos = self._chunks.read(), 0
+                if not self._buf:
+                    self._done = True
+                    break
+            take = min(n - done, len(self._buf) - self._pos)
+            self._pos += take
+            done += take
+        return done
 
 
 class _Feed:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Literal, Protocol
 
@@ -219,10 +219,11 @@ class Readable(Protocol):
 class _Source:
     """A byte stream with a small look-ahead buffer and a running position."""
 
-    __slots__ = ("_buf", "_pos", "_stream", "position")
+    __slots__ = ("_buf", "_pos", "_skip", "_stream", "position")
 
     def __init__(self, stream: Readable, position: int = 0) -> None:
         self._stream = stream
+        self._skip: Callable[[int], int] | None = getattr(stream, "skip", None)
         self._buf = b""
         self._pos = 0
         self.position = position
@@ -271,6 +272,8 @@ class _Source:
         """Consume up to ``n`` bytes without joining them; return how many (fewer only at the end)."""
         done = min(len(self._buf) - self._pos, n)
         self._pos += done
+        if done < n and self._skip is not None:  # the stream passes over bytes without copying them
+            done += self._skip(n - done)
         while done < n:
             got = len(self._stream.read(min(n - done, chunk)))
             if not got:

@@ -361,7 +361,7 @@ class Image:
                     )
                 member = MemberStream(name, image, pos, budget, kernel=not self.strict, segment=index)
                 # Decompressed by a thread of its own, ahead of the parsing (see Prefetch).
-                with Prefetch(member) as chunks:
+                with Prefetch(member, views=True) as chunks:
                     stream = PrefetchedStream(chunks)
                     reader = CpioReader(
                         stream,
