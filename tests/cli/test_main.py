@@ -76,7 +76,9 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 
 def test_ls_imports_only_what_listing_needs(tmp_path: Path) -> None:
     """`bootmem ls` starts in tens of milliseconds, so its start-up is mostly imports: the boot
-    model, plotting, rich, numpy and json (only --json needs it) stay out of it."""
+    model, plotting, rich, numpy and json (only --json needs it) stay out of it, and so do
+    shutil (argparse's way to the terminal's width), tempfile (for images on a pipe) and the
+    codecs of other compressions."""
     from bootmem.initramfs.create import create_image
 
     (tmp_path / "tree").mkdir()
@@ -99,8 +101,34 @@ def test_ls_imports_only_what_listing_needs(tmp_path: Path) -> None:
         "bootmem.mm",
         "bootmem.fs",
         "bootmem.report",
+        "shutil",
+        "tempfile",
+        "bz2",
+        "lzma",
     }
     assert not heavy & loaded
+
+
+@pytest.mark.parametrize("columns", [None, "", "0", "-3", "wide", "7", "57", "200"])
+def test_the_width_is_the_one_shutil_finds(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from bootmem.cli import _columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _columns() == shutil.get_terminal_size().columns
+    monkeypatch.setattr(sys, "__stdout__", None)
+    assert _columns() == shutil.get_terminal_size().columns
+
+
+def test_help_follows_columns() -> None:
+    narrow = bootmem("ls", "--help", env={"COLUMNS": "50"}).stdout.decode()
+    wide = bootmem("ls", "--help", env={"COLUMNS": "200"}).stdout.decode()
+    assert max(len(line) for line in narrow.splitlines()) <= 48
+    assert max(len(line) for line in wide.splitlines()) > 100
 
 
 def test_extract_imports_no_memory_model(tmp_path: Path) -> None:

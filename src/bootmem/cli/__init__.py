@@ -21,6 +21,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from bootmem import __version__
 from bootmem.cli.output import COLOR_MODES, StdoutGuard, set_color
@@ -50,9 +51,45 @@ COMMANDS = {
 _TROUBLE = {"diff": 2}
 
 
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it: ``COLUMNS`` if a positive
+    number, else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or 80 if stdout is not None else 80
+    except (AttributeError, ValueError, OSError):  # closed, detached, not a terminal
+        return 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, its width found without ``import shutil``: argparse makes one at
+    every ``add_argument`` (to check the metavar), so ``shutil`` and the compression modules
+    it imports would be loaded by every command, ``bootmem ls`` of a small image included."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        width = _columns() - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` with :class:`_HelpFormatter` (subcommands' parsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``bootmem`` parser: every subcommand, or only the module that registers ``command``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bootmem",
         description=(
             "The memory lifecycle of a kernel's initial RAM filesystem: boot an initrd on a modelled "

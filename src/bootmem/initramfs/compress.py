@@ -33,9 +33,7 @@ SHA-256 by default), lzma "alone", the lzop file format, lz4's legacy format and
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import lzma
 import struct
 import zlib
 from collections.abc import Callable, Mapping
@@ -866,6 +864,8 @@ class _LzoEngine:
 
 
 def _bzip2(image: ImageBytes, offset: int, name: str, kernel: bool) -> _Engine:
+    import bz2
+
     # OSError ("Invalid data stream") for any damage; EOFError past the end.
     return _StdlibEngine(
         bz2.BZ2Decompressor(),
@@ -890,11 +890,15 @@ def _lzma_message(name: str) -> Callable[[BaseException], str]:
 
 
 def _lzma(image: ImageBytes, offset: int, name: str, kernel: bool) -> _Engine:
+    import lzma
+
     d = lzma.LZMADecompressor(lzma.FORMAT_ALONE)
     return _StdlibEngine(d, _Feed(image, offset, name), (lzma.LZMAError,), _lzma_message("lzma"))
 
 
 def _xz(image: ImageBytes, offset: int, name: str, kernel: bool) -> _Engine:
+    import lzma
+
     d = lzma.LZMADecompressor(lzma.FORMAT_XZ)
     return _StdlibEngine(d, _Feed(image, offset, name), (lzma.LZMAError,), _lzma_message("xz"))
 
@@ -1116,6 +1120,26 @@ CODECS_MESSAGES: Mapping[str, Mapping[str, str]] = {
     },
 }
 
+
+# bz2 and lzma are imported when a member in them is read or written, not by every command.
+def _bzip2_compressor(level: int, threads: int) -> Compressor:
+    import bz2
+
+    return bz2.BZ2Compressor(level)
+
+
+def _lzma_compressor(level: int, threads: int) -> Compressor:
+    import lzma
+
+    return lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=level)
+
+
+def _xz_compressor(level: int, threads: int) -> Compressor:
+    import lzma
+
+    return lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=level)
+
+
 #: Every compression bootmem knows, by name, in the order of ``lib/decompress.c``'s table.
 CODECS: Mapping[str, Codec] = {
     codec.name: codec
@@ -1127,18 +1151,16 @@ CODECS: Mapping[str, Codec] = {
             messages=CODECS_MESSAGES["gzip"],
         ),
         Codec(
-            "bzip2", (b"BZ",), (b"BZh",), _bzip2, lambda level, threads: bz2.BZ2Compressor(level),
-            range(1, 10), 9, messages=CODECS_MESSAGES["bzip2"],
+            "bzip2", (b"BZ",), (b"BZh",), _bzip2, _bzip2_compressor, range(1, 10), 9,
+            messages=CODECS_MESSAGES["bzip2"],
         ),
         Codec(
-            "lzma", (b"\x5d\x00",), (b"\x5d\x00\x00",), _lzma,
-            lambda level, threads: lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=level), range(0, 10), 6,
+            "lzma", (b"\x5d\x00",), (b"\x5d\x00\x00",), _lzma, _lzma_compressor, range(0, 10), 6,
             messages=CODECS_MESSAGES["lzma"],
         ),
         Codec(
-            "xz", (b"\xfd\x37",), (b"\xfd7zXZ\x00",), _xz,
-            lambda level, threads: lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=level),
-            range(0, 10), 6, messages=CODECS_MESSAGES["xz"],
+            "xz", (b"\xfd\x37",), (b"\xfd7zXZ\x00",), _xz, _xz_compressor, range(0, 10), 6,
+            messages=CODECS_MESSAGES["xz"],
         ),
         Codec(
             "lzo", (b"\x89\x4c",), (_LZOP_MAGIC[:5],), _LzoEngine,

@@ -27,7 +27,6 @@ import builtins
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -184,6 +183,8 @@ def _image_of(source: Source, limit: int | None = None) -> _MemoryImage | _FileI
 def _spool(source: BinaryIO, limit: int) -> _FileImage:
     """``source``'s bytes, copied in pieces to a temporary file; :class:`ImageError` past
     ``limit`` bytes (an endless pipe, ``/dev/zero``)."""
+    import tempfile  # here: an image read from a file or a buffer does not pay for the import
+
     spool = tempfile.TemporaryFile(prefix="bootmem-image-")  # noqa: SIM115 - the image owns it
     try:
         size = 0
