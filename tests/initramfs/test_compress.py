@@ -44,7 +44,7 @@ from bootmem.initramfs.compress import (
     open_compressor,
 )
 from bootmem.initramfs.cpio import Entry
-from bootmem.initramfs.image import _MemoryImage
+from bootmem.initramfs.image import _FileImage, _MemoryImage
 from bootmem.kernel.boot import Machine, boot
 from tests.conftest import require_tool
 from tests.initramfs.corpus import PEER_COMPRESSORS, _content, archive, f, peer_compress
@@ -235,6 +235,50 @@ def test_a_prefetched_lz4_image_lists_and_reads_as_written() -> None:
         for entry, reader in img.stream():
             seen.append((entry.name, reader.read_data() if entry.name in read else entry.c_filesize))
     assert seen == [(name, data if name in read else len(data)) for name, data in files]
+
+
+@pytest.mark.parametrize("kernel", [False, True])
+def test_lz4_blocks_of_an_image_file_read_as_in_memory(tmp_path: Path, kernel: bool) -> None:
+    data = DATA * 17  # three blocks, the last shorter: the one buffer they are read into shrinks
+    path = tmp_path / "member.lz4"
+    path.write_bytes(b"\0" * 12 + compress(data, "lz4", 1) + b"\0" * 4)
+    with path.open("rb") as file:
+        stream = MemberStream("lz4", _FileImage(file, owned=False), 12, Budget(1 << 40), kernel=kernel)
+        assert b"".join(iter(lambda: stream.read(3 << 20), b"")) == data
+        assert stream.end == path.stat().st_size - 4
+
+
+def test_a_huge_lz4_block_size_in_an_image_file_reads_no_more_than_the_file(tmp_path: Path) -> None:
+    import tracemalloc
+
+    packed = bytearray(compress(DATA, "lz4"))
+    packed[4:8] = (0x7FFFFFF0).to_bytes(4, "little")  # the kernel checks no bound
+    path = tmp_path / "member.lz4"
+    path.write_bytes(packed)
+    tracemalloc.start()
+    try:
+        with path.open("rb") as file, pytest.raises(CompressionError, match=r"lz4 .* at offset 0x0"):
+            MemberStream("lz4", _FileImage(file, owned=False), 0, Budget(1 << 40), kernel=True).read()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+def test_read_into_from_a_file_image(tmp_path: Path) -> None:
+    path = tmp_path / "image"
+    path.write_bytes(bytes(range(256)) * 4)
+    buffer = memoryview(bytearray(300))
+    with path.open("rb") as file:
+        image = _FileImage(file, owned=False)
+        assert image.readinto_at(1000, buffer) == 24
+        assert bytes(buffer[:24]) == bytes(range(232, 256))
+        assert image.readinto_at(10, buffer) == 300
+        assert bytes(buffer) == (bytes(range(256)) * 2)[10:310]
+        assert image.readinto_at(1024, buffer) == 0
+        image.window(4, 1000)  # the image is a part of the file: nothing past its end is read
+        assert image.readinto_at(990, buffer) == 10
+        assert bytes(buffer[:10]) == bytes(range(226, 236))  # file offset 994
 
 
 def test_lz4_frame_is_read() -> None:

@@ -654,7 +654,7 @@ class _Lz4LegacyEngine:
     and leaves those bytes to the image loop.
     """
 
-    __slots__ = ("_block", "_image", "_kernel", "_offset", "_pos", "errors")
+    __slots__ = ("_block", "_image", "_kernel", "_offset", "_pos", "_readinto", "_scratch", "errors")
 
     def __init__(self, image: ImageBytes, offset: int, name: str, kernel: bool) -> None:
         import lz4.block
@@ -666,6 +666,20 @@ class _Lz4LegacyEngine:
             raise _fail("lz4", "magic", f"not lz4 legacy data (magic {head!r}) at offset {offset:#x}")
         self._image, self._offset, self._kernel = image, offset, kernel
         self._pos = offset + 4
+        # An image in a file reads each block into one buffer kept for the member: a new one
+        # per block would be megabytes of fresh memory to fault in, 8 MiB of output at a time.
+        self._readinto: Callable[[int, memoryview], int] | None = getattr(image, "readinto_at", None)
+        self._scratch = bytearray()
+
+    def _read(self, at: int, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes at ``at``, fewer only at the end of the image; valid until the next call."""
+        if self._readinto is None:
+            return self._image.read_at(at, n)
+        n = max(0, min(n, self._image.size - at))  # a size word may claim gigabytes
+        if len(self._scratch) < n:
+            self._scratch = bytearray(n)
+        view = memoryview(self._scratch)[:n]
+        return view[: self._readinto(at, view)]
 
     def produce(self, max_length: int) -> bytes:
         image = self._image
@@ -683,7 +697,7 @@ class _Lz4LegacyEngine:
                 continue
             if csize > _LZ4_MAX_BLOCK and not self._kernel:
                 raise _corrupt("lz4", self._offset, f"block of {csize} bytes at {self._pos:#x}")
-            block = image.read_at(self._pos + 4, csize)
+            block = self._read(self._pos + 4, csize)
             if len(block) < csize:
                 # The kernel decodes the block past the initrd's end.  Bytes that are no lz4 block
                 # (the next member's, when the member lacks its zero end word) fail it there,

@@ -121,6 +121,22 @@ class _FileImage:
             f.seek(where)
         return f.read(max(0, min(n, self.size - offset)))
 
+    def readinto_at(self, offset: int, buffer: memoryview) -> int:
+        """The bytes at ``offset`` read into ``buffer``: how many, fewer only at the end of the
+        image (a caller's buffer reused, where :meth:`read_at` makes a new one each time)."""
+        f = self._file
+        where = self._start + offset
+        if f.tell() != where:
+            f.seek(where)
+        buffer = buffer[: max(0, min(len(buffer), self.size - offset))]
+        readinto = getattr(f, "readinto", None)
+        if readinto is not None:
+            got: int | None = readinto(buffer)
+            return got or 0
+        data = f.read(len(buffer))  # a caller's file object with read alone
+        buffer[: len(data)] = data
+        return len(data)
+
     def window(self, start: int, size: int) -> None:
         """From now on, the image is ``[start, start + size)`` of what it was."""
         self._start += start
