@@ -18,6 +18,7 @@ from bootmem.initramfs.cpio import (
     CpioReader,
     Entry,
     Format,
+    _Source,
     data_checksum,
     pack_header,
     parse_header,
@@ -478,3 +479,52 @@ def test_the_writer_pads_to_its_block_size(block: int) -> None:
     data = out.getvalue()
     assert len(data) == -(-len(unpadded) // block) * block == writer.position
     assert data == unpadded + b"\0" * (len(data) - len(unpadded))
+
+
+# --- the reader's look-ahead buffer -----------------------------------------------------------
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most ``step`` bytes a read, as a pipe may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data, self._step, self._at = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._step if n < 0 else min(n, self._step)
+        out = self._data[self._at : self._at + n]
+        self._at += len(out)
+        return out
+
+
+DATA = bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize("step", [1, 3, 1024])
+def test_reads_and_skips_across_the_look_ahead(step: int) -> None:
+    src = _Source(_Trickle(DATA, step))
+    assert src.peek(8) == DATA[:8]
+    assert src.read(2) == DATA[:2]
+    assert src.peek(4) == DATA[2:6]  # inside what is buffered
+    assert src.peek(10) == DATA[2:12]  # past it: the rest of the buffer, then the stream
+    assert src.read(12) == DATA[2:14]  # the buffered part first, then the stream
+    assert src.position == 14
+    src.peek(8)
+    src.read(3)
+    assert src.skip(10, chunk=3) == 10  # five buffered bytes, then the stream in chunks of 3
+    assert src.position == 27 and src.read(3) == DATA[27:30]
+    assert src.skip(len(DATA)) == len(DATA) - 30 and src.read(1) == b""
+
+
+@pytest.mark.parametrize("step", [1, 5, 4096])
+def test_nul_runs_are_counted_across_blocks(step: int) -> None:
+    data = b"ab" + bytes(10) + b"cd" + bytes(3)
+    src = _Source(_Trickle(data, step))
+    assert src.read(1) == b"a" and src.skip_nuls(chunk=4) == 0
+    assert src.read(1) == b"b"
+    assert src.skip_nuls(chunk=4) == 10  # the run spans three blocks of 4
+    assert src.position == 12 and src.read(2) == b"cd"
+    assert src.skip_nuls(chunk=4) == 3 and src.position == 17 and src.read(1) == b""

@@ -103,9 +103,9 @@ def test_mkinitramfs_removes_a_stale_link_an_interrupted_build_left(debian_amd64
     # that is gone): the next build removes it, makes its own, and leaves nothing behind.
     require_tool("mkinitramfs")
     link = Path("/lib/modules") / str(debian_amd64.version)
-    if link.exists() and not link.is_symlink():
-        pytest.skip(f"{link} is the host's own kernel: nothing of the cache to leave there")
-    with build_lock():  # the stale link is made where no build in parallel sees it
+    with build_lock():  # looked at and made where no build in parallel has its staged tree
+        if link.exists() and not link.is_symlink():
+            pytest.skip(f"{link} is the host's own kernel: nothing of the cache to leave there")
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
         link.symlink_to(cache_dir() / "kernels" / "interrupted-build" / "lib" / "modules")
