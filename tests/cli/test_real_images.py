@@ -1,11 +1,14 @@
-"""`bootmem ls`, `extract` and `examine` on real distribution images, against the real peer tools.
+"""bootmem's image tools (`ls`, `extract`, `examine`, `cat`, `du`, `diff`) on real distribution
+images, against the real peer tools.
 
 The images are Debian's own: ``mkinitramfs`` of initramfs-tools for the Debian kernel the verify
 tests fetch (``MODULES=dep``), in several compressions, one also with an early microcode segment
 in front as Debian's microcode hooks prepend it, and one wrapped in a unified kernel image over
 systemd-stub.  What bootmem says of them is compared with what dracut's ``lsinitrd``, GNU cpio and
 bsdtar say, each segment cut out at the offsets ``bootmem examine`` reports and decompressed by
-the codec's own command-line tool.
+the codec's own command-line tool.  For `du` and `diff`, which no peer has, the figures are
+computed from the trees ``lsinitrd --unpack`` makes (`du` also against GNU du of that tree on a
+tmpfs, the kernel's own count of its pages).
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import json
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ import pytest
 from bootmem.cli import main
 from bootmem.verify.images import mkinitramfs
 from bootmem.verify.kernel import Kernel
-from tests.conftest import require_tool
+from tests.conftest import bootmem_env, require_tool, validate_json
 from tests.initramfs.test_uki import _stub
 from tests.verify.conftest import debian_amd64  # noqa: F401  (fixture)
 
@@ -41,6 +47,11 @@ IMAGES = {
     "gzip": ("gzip", False),
     "microcode+zstd": ("zstd", True),
 }
+
+#: Images for one test only: name -> (compression, with an early microcode segment, MODULES=).
+#: MODULES=list with an empty list leaves out the modules MODULES=dep picks for the host (hooks
+#: still add a few); it builds in seconds, where MODULES=most, Debian's default, takes 20 to 40.
+OTHER_IMAGES = {"zstd-list": ("zstd", False, "list")}
 
 #: How the codecs' own tools decompress a segment.
 DECOMPRESS = {"gzip": ["gzip", "-dc"], "zstd": ["zstd", "-dc"], "lz4": ["lz4", "-dc"], "xz": ["xz", "-dc"]}
@@ -70,13 +81,14 @@ def debian_images(
     debian_amd64: Kernel,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[str], Path]:
-    """The image of :data:`IMAGES` by name, built once a session (a build takes seconds)."""
+    """The image of :data:`IMAGES` or :data:`OTHER_IMAGES` by name, built once a session (a
+    build takes seconds)."""
     built: dict[str, Path] = {}
 
     def build(name: str) -> Path:
         if name not in built:
             require_tool("mkinitramfs")
-            compression, early = IMAGES[name]
+            compression, early, modules = (*IMAGES[name], "dep") if name in IMAGES else OTHER_IMAGES[name]
             if compression not in debian_amd64.compressions():
                 pytest.skip(f"kernel {debian_amd64.version} does not decompress {compression}")
             tmp = tmp_path_factory.mktemp(f"debian-{name}")
@@ -84,7 +96,7 @@ def debian_images(
             if early:  # Debian's early segment in front of the image of that compression
                 path.write_bytes(_early_microcode(tmp) + build(compression).read_bytes())
             else:
-                mkinitramfs(debian_amd64, compression, modules="dep", out=path)
+                mkinitramfs(debian_amd64, compression, modules=modules, out=path)
             built[name] = path
         return built[name]
 
@@ -129,8 +141,11 @@ def _lsinitrd_listing(out: str) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _segments(image: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    segments: list[dict[str, Any]] = json.loads(_bootmem(capsys, "examine", "--json", str(image)))["segments"]
+def _segments(image: Path, capture: pytest.CaptureFixture[Any]) -> list[dict[str, Any]]:
+    """``examine --json``'s segments of ``image`` (``capture`` is capsys or capfdbinary)."""
+    capture.readouterr()
+    assert main(["examine", "--json", str(image)]) == 0
+    segments: list[dict[str, Any]] = json.loads(capture.readouterr().out)["segments"]
     return segments
 
 
@@ -334,3 +349,335 @@ def test_ls_of_a_uki_agrees_with_lsinitrd(
     out = subprocess.run([lsinitrd, str(uki)], capture_output=True, text=True, check=True).stdout
     assert "initrd in UEFI" in out and "Early CPIO image" in out
     assert sorted(_long_listing(_bootmem(capsys, "ls", "-l", str(uki)))) == sorted(_lsinitrd_listing(out))
+
+
+# --- cat, extract -O, selection, du, diff, stdin and JSON on the same images ----------------------
+
+
+def _bootmem_bytes(capfd: pytest.CaptureFixture[bytes], *argv: str) -> bytes:
+    capfd.readouterr()
+    status = main(list(argv))
+    out, err = capfd.readouterr()
+    assert status == 0, err.decode()
+    return out
+
+
+def _bootmem_fails(capfd: pytest.CaptureFixture[bytes], *argv: str) -> tuple[int, bytes, str]:
+    capfd.readouterr()
+    status = main(list(argv))
+    out, err = capfd.readouterr()
+    return status, out, err.decode()
+
+
+def _segment_data(image: Path, capfd: pytest.CaptureFixture[bytes]) -> list[bytes]:
+    """Each segment of ``image``, cut out at examine's offsets and decompressed by its codec's tool."""
+    return [_decompressed(image, segment) for segment in _segments(image, capfd)]
+
+
+def _bsdtar(data: bytes, *args: str) -> bytes:
+    """``bsdtar ARGS -f -`` of one segment; what it wrote (bsdtar exits 1 when a pattern matched
+    nothing in this segment, which is no error here: another segment may hold it)."""
+    done = subprocess.run([require_tool("bsdtar"), *args, "-f", "-"], input=data, capture_output=True)
+    assert done.returncode == 0 or b"Not found in archive" in done.stderr, done.stderr
+    return done.stdout
+
+
+def _lsinitrd_file(image: Path, path: str) -> bytes:
+    return subprocess.run(
+        [require_tool("lsinitrd"), "-f", path, str(image)], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_cat_and_extract_to_stdout_give_what_lsinitrd_and_bsdtar_give(
+    name: str,
+    debian_images: Callable[[str], Path],
+    debian_amd64: Kernel,  # noqa: F811
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    image = debian_images(name)
+    data = _segment_data(image, capfdbinary)
+    names = [_bsdtar(segment, "-t").decode().splitlines() for segment in data]
+    rows = _long_listing(_bootmem_bytes(capfdbinary, "ls", "-l", str(image)).decode())
+    # busybox's applets are one inode of many names; newc gives the data to the last of them.
+    links = [row for row in rows if row[0].startswith("-") and row[1] > 1]
+    (carrier,) = [row[-1] for row in links if row[4] > 0]
+    assert "usr/bin/busybox" in [row[-1] for row in links] and len(links) > 100
+    paths = [
+        "conf/initramfs.conf",
+        f"usr/lib/modules/{debian_amd64.version}/kernel/fs/ext4/ext4.ko",
+        carrier,
+        *(["kernel/x86/microcode/GenuineIntel.bin"] if IMAGES[name][1] else []),
+    ]
+    wanted = []
+    for path in paths:
+        holder = max(i for i, listed in enumerate(names) if path in listed)  # a later segment wins
+        theirs = _bsdtar(data[holder], "-xO", path)
+        assert theirs, path
+        assert _lsinitrd_file(image, path) == theirs, path
+        assert _bootmem_bytes(capfdbinary, "cat", str(image), path) == theirs, path
+        assert _bootmem_bytes(capfdbinary, "extract", "-O", str(image), path) == theirs, path
+        wanted.append(theirs)
+    assert _bootmem_bytes(capfdbinary, "cat", str(image), *paths) == b"".join(wanted)
+    # Another name of busybox's inode: cat gives the data the rootfs holds there (the inode's),
+    # where lsinitrd (GNU cpio --to-stdout) and bsdtar -xO write that entry's own body, which
+    # newc leaves empty on all names but the last.
+    busybox = wanted[paths.index(carrier)]
+    assert _bootmem_bytes(capfdbinary, "cat", str(image), "usr/bin/busybox") == busybox
+    assert _lsinitrd_file(image, "usr/bin/busybox") == _bsdtar(data[-1], "-xO", "usr/bin/busybox") == b""
+    # All of them chosen, the inode's data comes once, where its carrier is, as bsdtar writes it.
+    whole = _bsdtar(data[-1], "-xO", "usr/bin", "usr/sbin")
+    assert whole.count(busybox) == 1
+    assert _bootmem_bytes(capfdbinary, "extract", "-O", str(image), "usr/bin", "usr/sbin") == whole
+    # A path the image does not hold: an error naming it, one line (lsinitrd -f prints nothing
+    # and exits 0; bsdtar says "Not found in archive" and exits 1).
+    for argv in (["cat", str(image), "conf/initramfs.conf", "conf/nothing.conf"],
+                 ["extract", "-O", str(image), "conf/nothing.conf"]):  # fmt: skip
+        status, _out, err = _bootmem_fails(capfdbinary, *argv)
+        assert status != 0 and err.count("\n") == 1 and "'conf/nothing.conf'" in err, (argv, err)
+
+
+#: Patterns for `bootmem ls` and the bsdtar pattern that chooses the same paths: bsdtar's `*`
+#: matches across `/` (libarchive's pathmatch), bootmem's within a name, `**` across; a pattern
+#: naming a directory chooses what is under it in both.
+SELECTIONS = [
+    ("usr/lib/modules/**/*.ko", "usr/lib/modules/*.ko"),
+    ("usr/lib/modules/*/modules.*", "usr/lib/modules/*/modules.*"),
+    ("conf", "conf"),
+    ("kernel/*/microcode/*.bin", "kernel/*/microcode/*.bin"),  # the early segment's microcode
+]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_ls_and_extract_choose_what_bsdtar_chooses(
+    name: str, debian_images: Callable[[str], Path], tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    # bsdtar is the peer: it applies its pattern to each archive itself, in archive order.
+    # (lsinitrd lists but does not select, and fnmatch over its names would be this test's
+    # own matcher.)
+    image = debian_images(name)
+    data = _segment_data(image, capfdbinary)
+    for ours, theirs in SELECTIONS:
+        listed = b"".join(_bsdtar(segment, "-t", theirs) for segment in data).decode().splitlines()
+        if not listed:  # the microcode pattern, of an image with no early segment
+            assert ours.startswith("kernel/") and not IMAGES[name][1]
+            status, _out, err = _bootmem_fails(capfdbinary, "ls", str(image), ours)
+            assert status != 0 and err.count("\n") == 1 and repr(ours) in err, err
+            continue
+        assert _bootmem_bytes(capfdbinary, "ls", str(image), ours).decode().splitlines() == listed, ours
+        assert len(listed) == 1 if ours.startswith("kernel/") else len(listed) > 3, ours
+    # extract --segment N PATTERN writes the chosen entries and their parent directories only,
+    # the tree bsdtar -x of that segment makes (with the umask that gives parents 0755).
+    last = str(len(data) - 1)
+    pattern, peer_pattern = SELECTIONS[0]
+    ours_dir, theirs_dir = tmp_path / "bootmem", tmp_path / "bsdtar"
+    theirs_dir.mkdir()
+    subprocess.run(
+        [require_tool("bsdtar"), "-x", "-f", "-", "-C", str(theirs_dir), peer_pattern],
+        input=data[-1], check=True, umask=0o022,
+    )  # fmt: skip
+    argv = ["extract", "--segment", last, str(image), str(ours_dir), pattern]
+    assert _bootmem_bytes(capfdbinary, *argv) == b""
+    tree = tree_of(ours_dir, mtimes=True)
+    assert tree == tree_of(theirs_dir, mtimes=True)
+    files = sorted(path for path, row in tree.items() if row[0] != "d")
+    chosen = _bootmem_bytes(capfdbinary, "ls", "--segment", last, str(image), pattern).decode().splitlines()
+    assert files == sorted(chosen) and len(files) > 3
+    parents = {str(Path(path).parents[i]) for path in files for i in range(len(Path(path).parents) - 1)}
+    assert sorted(path for path, row in tree.items() if row[0] == "d") == sorted(parents)
+    assert {row[1] for path, row in tree.items() if row[0] == "d"} == {0o755}
+
+
+def _tmpfs_dir(tmp_path: Path) -> Path | None:
+    """A fresh directory on a tmpfs (/dev/shm) when there is one, else None."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return None
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(shm)], capture_output=True, text=True).stdout.strip()
+    if kind != "tmpfs":
+        return None
+    return Path(tempfile.mkdtemp(prefix=f"{tmp_path.name}-", dir=shm))
+
+
+def _tree_pages(root: Path, depth: int) -> dict[str, int]:
+    """KiB of tmpfs pages under each directory of ``root`` at most ``depth`` deep, from the tree
+    itself: a regular file takes ceil(size / 4096) pages, a hardlinked one once, a symlink with a
+    target of 128 bytes or more a page; directories take none."""
+    inodes: dict[str, dict[tuple[int, int], int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        parts = [] if rel == "." else rel.split(os.sep)
+        owners = ["."] + ["/".join(parts[: i + 1]) for i in range(min(len(parts), depth))]
+        for owner in owners:
+            inodes.setdefault(owner, {})
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode):
+                pages = -(-st.st_size // 4096)
+            elif stat.S_ISLNK(st.st_mode):
+                pages = 1 if len(os.readlink(os.path.join(dirpath, name))) >= 128 else 0
+            else:
+                continue
+            for owner in owners:
+                inodes[owner][st.st_dev, st.st_ino] = pages
+    return {owner: sum(pages.values()) * 4 for owner, pages in inodes.items()}
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_du_is_the_tmpfs_pages_of_the_tree_lsinitrd_unpacks(
+    name: str, debian_images: Callable[[str], Path], tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    lsinitrd = require_tool("lsinitrd")
+    image = debian_images(name)
+    shm = _tmpfs_dir(tmp_path)
+    root = shm or tmp_path / "lsinitrd"
+    try:
+        root.mkdir(exist_ok=True)
+        if IMAGES[name][1]:  # the early segment first, as the kernel unpacks it
+            subprocess.run([lsinitrd, "--unpackearly", str(image)], cwd=root, check=True)
+        subprocess.run([lsinitrd, "--unpack", str(image)], cwd=root, check=True)
+        theirs = _tree_pages(root, 1)
+        if shm is not None:  # the kernel's own count: GNU du of the tree on a tmpfs
+            du = [require_tool("du"), "-k", "-d", "1", "."]
+            out = subprocess.run(du, cwd=root, capture_output=True, text=True, check=True).stdout
+            rows = (line.split("\t") for line in out.splitlines())
+            assert {path.removeprefix("./"): int(kib) for kib, path in rows} == theirs
+    finally:
+        if shm is not None:
+            shutil.rmtree(shm)
+    out = _bootmem_bytes(capfdbinary, "du", str(image), "-d", "1").decode()
+    ours = {path: int(kib) for kib, path in (line.split("\t") for line in out.splitlines())}
+    assert ours == theirs
+    assert ours["."] > 16 * 1024 and set(ours) >= {".", "usr", "conf", "scripts"}
+    data = json.loads(_bootmem_bytes(capfdbinary, "du", "--json", str(image), "-d", "1"))
+    validate_json(data, "du")
+    assert {row["path"]: row["kib"] for row in data["directories"]} == ours
+
+
+def _unpacked(image: Path, where: Path) -> dict[str, tuple[Any, ...]]:
+    """:func:`tree_of` the tree ``lsinitrd --unpack`` makes of ``image`` in ``where``."""
+    where.mkdir()
+    subprocess.run([require_tool("lsinitrd"), "--unpack", str(image)], cwd=where, check=True)
+    return tree_of(where)
+
+
+def _file_bytes(tree: dict[str, tuple[Any, ...]], root: Path) -> int:
+    """Bytes of regular-file data in ``tree`` (of :func:`tree_of` under ``root``), a hardlinked file once."""
+    inodes = {}
+    for path, row in tree.items():
+        if row[0] == "-":
+            st = os.lstat(root / path)
+            inodes[st.st_dev, st.st_ino] = st.st_size
+    return sum(inodes.values())
+
+
+@pytest.mark.parametrize("other", ["lz4", "zstd-list"])
+def test_diff_is_what_differs_between_the_trees_lsinitrd_unpacks(
+    other: str,
+    debian_images: Callable[[str], Path],
+    tmp_path: Path,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    a, b = debian_images("zstd"), debian_images(other)
+    tree_a, tree_b = _unpacked(a, tmp_path / "a"), _unpacked(b, tmp_path / "b")
+    status, out, err = _bootmem_fails(capfdbinary, "diff", "--json", str(a), str(b))
+    assert status == 1, err
+    diff = json.loads(out)
+    validate_json(diff, "diff")
+    assert not diff["identical"]
+    assert [entry["path"] for entry in diff["added"]] == sorted(tree_b.keys() - tree_a.keys())
+    assert [entry["path"] for entry in diff["removed"]] == sorted(tree_a.keys() - tree_b.keys())
+    differ = sorted(path for path in tree_a.keys() & tree_b.keys() if tree_a[path] != tree_b[path])
+    assert [entry["path"] for entry in diff["changed"]] == differ
+    # Whichever the compression, the configuration file says it (COMPRESS=): it differs.
+    assert "conf/initramfs.conf" in differ
+    if other == "lz4":  # the same files, but for that line
+        assert diff["added"] == diff["removed"] == [] and differ == ["conf/initramfs.conf"]
+    else:  # MODULES=list has only the modules hooks add (and smaller modules.* indexes)
+        removed = [entry["path"] for entry in diff["removed"]]
+        assert len([path for path in removed if path.endswith(".ko")]) > 10 and diff["added"] == []
+    (segment,) = diff["segments"]
+    sizes = [s["end"] - s["offset"] for s in (_segments(image, capfdbinary)[0] for image in (a, b))]
+    assert segment["compression"] == {"a": "zstd", "b": IMAGES.get(other, ("zstd",))[0]}
+    assert [segment["image_bytes"]["a"], segment["image_bytes"]["b"]] == sizes
+    assert segment["image_bytes"]["a"] != segment["image_bytes"]["b"]
+    files = [_file_bytes(tree_a, tmp_path / "a"), _file_bytes(tree_b, tmp_path / "b")]
+    assert [segment["file_bytes"]["a"], segment["file_bytes"]["b"]] == files
+    assert diff["total"]["file_bytes"] == {"a": files[0], "b": files[1], "change": files[1] - files[0]}
+    text = _bootmem_fails(capfdbinary, "diff", str(a), str(b))[1].decode()
+    assert re.search(r"^~ conf/initramfs\.conf: content, size ", text, re.M), text
+
+
+def _bootmem_piped(image: Path, *argv: str) -> bytes:
+    """``cat IMAGE | bootmem ARGV`` (``-`` in ``argv`` being the image): stdin a pipe, not the file."""
+    feeder = subprocess.Popen(["cat", str(image)], stdout=subprocess.PIPE)
+    try:
+        bootmem = [sys.executable, "-m", "bootmem", *argv]
+        done = subprocess.run(bootmem, stdin=feeder.stdout, capture_output=True, env=bootmem_env())
+    finally:
+        assert feeder.stdout is not None
+        feeder.stdout.close()
+        fed = feeder.wait()
+    assert done.returncode == 0, done.stderr
+    assert fed == 0  # cat wrote the whole image: bootmem read to the end
+    return done.stdout
+
+
+@pytest.mark.parametrize("name", ["zstd", "microcode+zstd", "uki"])
+def test_an_image_from_a_pipe_is_the_image_from_its_file(
+    name: str,
+    debian_images: Callable[[str], Path],
+    debian_uki: tuple[Path, Path],
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    image = debian_uki[0] if name == "uki" else debian_images(name)
+    listing = _bootmem_bytes(capfdbinary, "ls", "-l", str(image))
+    assert _bootmem_piped(image, "ls", "-l", "-") == listing
+    assert len(listing.splitlines()) > 400
+    config = _bootmem_piped(image, "cat", "-", "conf/initramfs.conf")
+    assert config == _lsinitrd_file(image, "conf/initramfs.conf") and b"COMPRESS=zstd" in config
+
+
+def test_the_tools_read_a_uki_as_its_initrd(
+    debian_uki: tuple[Path, Path],
+    debian_amd64: Kernel,  # noqa: F811
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """cat, extract -O, a selection, du, diff and examine --contents of the UKI are those of
+    the image in its .initrd; lsinitrd -f (which objcopy-dumps .initrd) gives the same bytes."""
+    uki, initrd = debian_uki
+    ko = f"usr/lib/modules/{debian_amd64.version}/kernel/fs/ext4/ext4.ko"
+    for path in ("conf/initramfs.conf", ko, "kernel/x86/microcode/GenuineIntel.bin"):
+        theirs = _lsinitrd_file(uki, path)
+        assert theirs and _bootmem_bytes(capfdbinary, "cat", str(uki), path) == theirs, path
+        assert _bootmem_bytes(capfdbinary, "extract", "-O", str(uki), path) == theirs, path
+    for argv in (["ls", "usr/lib/modules/**/*.ko"], ["du", "-d", "1"], ["examine", "--contents", "--json"]):
+        ours = _bootmem_bytes(capfdbinary, argv[0], str(uki), *argv[1:])
+        assert ours == _bootmem_bytes(capfdbinary, argv[0], str(initrd), *argv[1:]) and ours, argv
+    diff = _bootmem_bytes(capfdbinary, "diff", "--json", str(uki), str(initrd))  # exit 0: the same
+    assert json.loads(diff)["identical"] is True
+
+
+@pytest.mark.parametrize("name", ["microcode+zstd", "uki"])
+def test_json_of_a_real_image_is_what_the_schemas_say(
+    name: str,
+    debian_images: Callable[[str], Path],
+    debian_uki: tuple[Path, Path],
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    image = debian_uki[0] if name == "uki" else debian_images(name)
+    listing = json.loads(_bootmem_bytes(capfdbinary, "ls", "--json", str(image)))
+    validate_json(listing, "ls")
+    names = _bootmem_bytes(capfdbinary, "ls", str(image)).decode().splitlines()
+    assert [entry["name"] for entry in listing["entries"]] == names
+    contents = json.loads(_bootmem_bytes(capfdbinary, "examine", "--contents", "--json", str(image)))
+    validate_json(contents, "examine-contents")
+    assert contents["microcode"] == {"GenuineIntel": 4096}
+    validate_json(json.loads(_bootmem_bytes(capfdbinary, "du", "--json", str(image))), "du")
+    status, out, err = _bootmem_fails(capfdbinary, "diff", "--json", str(debian_images("zstd")), str(image))
+    assert status == 1, err
+    diff = json.loads(out)
+    validate_json(diff, "diff")
+    assert [entry["path"] for entry in diff["added"]] == [
+        "kernel", "kernel/x86", "kernel/x86/microcode", "kernel/x86/microcode/GenuineIntel.bin"
+    ]  # fmt: skip
