@@ -278,3 +278,20 @@ def test_extract_to_stdout_globs_segments_and_later_entries_win(
     assert (status, out) == (1, b"") and "'etc/hosts'" in err and "segment 5" in err
     status, _out, err = _extract(capfdbinary, str(path))
     assert status == 1 and "DIR" in err
+
+
+def test_a_pattern_only_in_other_segments_names_the_segments_looked_in(
+    image: Path, tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    # The microcode is in segment 0: looked for in segment 1 alone, it is not "nothing in the
+    # image", and the message says where it looked.
+    for argv in (
+        ["ls", str(image), "--segment", "1", "kernel/**"],
+        ["extract", "-O", str(image), "--segment", "1", "kernel/**"],
+        ["extract", str(image), str(tmp_path / "x"), "--segment", "1", "kernel/**"],
+    ):
+        assert main(argv) == 1
+        err = capfdbinary.readouterr().err.decode()
+        assert f"nothing in segment 1 of {str(image)!r} matches 'kernel/**'" in err or (
+            "nothing in segment 1 of the image matches 'kernel/**'" in err
+        ), err

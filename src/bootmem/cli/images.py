@@ -177,7 +177,7 @@ def _extract_to_stdout(args: argparse.Namespace) -> int:
         copy_data(img, locate_selected(img, chosen), out)
     out.flush()
     if missing := chosen.unmatched():
-        raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
+        raise UsageError(f"nothing in {chosen.scope(repr(args.image))} matches {', '.join(missing)}")
     return 0
 
 
@@ -246,7 +246,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         sources = image_source(args.image_a), image_source(args.image_b)
         result = diff_images(*sources, selection=chosen, max_decompressed=max_size(args))
         if missing := chosen.unmatched():
-            raise BootmemError(f"nothing in either image matches {', '.join(missing)}")
+            raise BootmemError(f"nothing in {chosen.scope('either image')} matches {', '.join(missing)}")
     except (BootmemError, OSError) as exc:
         where = f": {exc.filename!r}" if isinstance(exc, OSError) and exc.filename is not None else ""
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -110,7 +110,7 @@ def selected_entries(args: argparse.Namespace, img: Image) -> Iterator[Entry]:
         entries = itertools.islice(entries, max(args.top, 0))
     yield from entries
     if args.top is None and (missing := chosen.unmatched()):
-        raise UsageError(f"nothing in {args.image!r} matches {', '.join(missing)}")
+        raise UsageError(f"nothing in {chosen.scope(repr(args.image))} matches {', '.join(missing)}")
 
 
 def _print_entries_json(entries: Iterable[Entry]) -> None:

@@ -675,5 +675,6 @@ def extractall(
     result.error = unpacked.error
     if result.error is None and selection is not None and (missing := selection.unmatched()):
         last = unpacked.segments - 1
-        raise ExtractError(f"nothing in the image matches {', '.join(missing)} (it has segments 0 to {last})")
+        where = selection.scope("the image")
+        raise ExtractError(f"nothing in {where} matches {', '.join(missing)} (it has segments 0 to {last})")
     return result

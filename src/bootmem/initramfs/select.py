@@ -130,6 +130,17 @@ class Selection:
         """Whether ``entry`` is selected."""
         return self.in_segments(entry) and self.matches_path(normalise(entry.name))
 
+    def scope(self, name: str) -> str:
+        """Where the selection looks, for a message: ``name``, or ``segment 1 of name``.
+
+        >>> Selection(["x"], [2, 0]).scope("'initrd.img'")
+        "segments 0, 2 of 'initrd.img'"
+        """
+        if self.segments is None:
+            return name
+        which = ", ".join(str(n) for n in sorted(self.segments))
+        return f"segment{'s' if len(self.segments) > 1 else ''} {which} of {name}"
+
     def unmatched(self) -> list[str]:
         """What selected nothing so far, as words for a message: ``'usr/x*'``, ``segment 9``."""
         missing = [repr(p) for p, hit in zip(self.patterns, self._hit_patterns, strict=True) if not hit]
