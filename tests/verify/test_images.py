@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,28 @@ def test_mkinitramfs_refuses_a_bare_image(tmp_path: Path) -> None:
         mkinitramfs(bare, "gzip")
     with pytest.raises(UsageError, match="unknown compression 'brotli'"):
         mkinitramfs(bare, "brotli")
+
+
+def test_the_build_lock_is_the_machines_not_the_cache_directorys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Builds stage into /lib/modules, which every user's cache shares: a build with another
+    # cache directory must wait for the lock too.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "one"))
+    probe = (
+        "import fcntl, os\n"
+        "from bootmem.verify import images\n"
+        "with open(images.build_lock_path(), 'a') as f:\n"
+        "    try:\n"
+        "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    except BlockingIOError:\n"
+        "        print('busy')\n"
+        "    else:\n"
+        "        print('free')\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "two")}
+    with build_lock():
+        held = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+        )
+    assert held.stdout.strip() == "busy", held.stderr

@@ -216,9 +216,20 @@ def mkinitramfs(
 
 
 def build_lock() -> contextlib.AbstractContextManager[None]:
-    """The lock a :func:`mkinitramfs` build holds while its links are in /lib/modules and /boot:
-    hold it to look at or change them with no build half way through."""
-    return locked(cache_dir() / "mkinitramfs.lock")
+    """The lock a :func:`mkinitramfs` build holds while what it staged is in /lib/modules and
+    /boot: hold it to look at or change them with no build half way through.
+
+    The paths are the machine's, not one user's, so the lock is too: in ``/run/lock`` (the
+    temporary directory where there is none), shared by every cache directory.
+    """
+    return locked(build_lock_path())
+
+
+def build_lock_path() -> Path:
+    """The file :func:`build_lock` locks."""
+    run_lock = Path("/run/lock")
+    base = run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
+    return base / "bootmem-mkinitramfs.lock"
 
 
 #: The file that marks a modules directory :func:`mkinitramfs` staged: a directory holding it is
