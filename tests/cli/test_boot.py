@@ -154,6 +154,10 @@ def test_too_little_ram_for_the_kernel_is_a_deadlock_panic(capsys: pytest.Captur
     assert data["unpack_peak_free_bytes"] < data["watermark_bytes"]
     assert data["log"][-1].endswith("Kernel panic - not syncing: System is deadlocked on memory")
     assert not any("Run /init" in line for line in data["log"])
+    assert main(["boot", "--mem", "64M"]) == 1
+    rows = capsys.readouterr().out.splitlines()
+    assert any(r.startswith("panic ") and "below the" in r and "watermarks" in r for r in rows), rows
+    assert "init         not run" in rows
     # The flat profile models no kernel beyond its image: the model's own pages are the limit.
     assert main(["boot", "--mem", "64M", "--arch", "flat", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["panic"] is None

@@ -326,5 +326,15 @@ def summary_rows(report: BootReport, *, source: str) -> list[tuple[str, str, Own
         rows.append(("freed", f"{pages(report.freed_pages)}  from the initrd", "initrd"))
     rows.append(("peak used", pages(report.peak_used_pages), None))
     rows.append(("free at end", pages(report.free_pages_end), None))
-    rows.append(("init", report.init or "none found", None if report.init else "other"))
+    if report.panic is not None:
+        # The unpack's peak is the end of the unpack: nothing was freed after it.
+        runtime = report.free_pages_end * page - report.unpack_peak_free - report.unpack_workspace
+        rows.append(("panic", (
+            f"{report.panic}: {format_size(max(0, report.unpack_peak_free))} free at the unpack's peak once "
+            f"the kernel's own {format_size(runtime)} and the decompressors' "
+            f"{format_size(report.unpack_workspace)} are taken off, below the "
+            f"{format_size(report.watermark_bytes)} watermarks"), "other"))  # fmt: skip
+        rows.append(("init", "not run", "other"))
+    else:
+        rows.append(("init", report.init or "none found", None if report.init else "other"))
     return rows
