@@ -28,7 +28,9 @@ What happens, in Linux's order and with Linux's messages:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import mmap
 import threading
 import time
 from collections.abc import Callable
@@ -469,8 +471,31 @@ def memblock_reserve(pa: PageAllocator, layout: Layout, image: memoryview | None
         # A /chosen range outside the modelled RAM holds nothing: reserve_initrd_mem disables it.
         at = layout.initrd.start
         if ram[0].start <= at and at + len(image) <= max(r.end for r in ram):
-            pa.memory.write(at, image)
+            _load(pa, at, image)
     return reservations
+
+
+_LOAD_CHUNK = 64 << 20
+
+
+def _load(pa: PageAllocator, at: int, image: memoryview) -> None:
+    """Copy the initrd into RAM at ``at``, as the bootloader does.
+
+    An image mapped from a file (``mmap``) has the pages of each piece dropped from the mapping
+    once copied, so the host holds the image once (in modelled RAM), not twice: they stay in
+    the page cache, to be read again if something looks at the image.
+    """
+    # Only a read-only mapping of the whole image: a private one may hold changes, and a view
+    # into a larger mapping (a UKI's section) starts elsewhere in it.
+    source = image.obj if isinstance(image.obj, mmap.mmap) else None
+    if source is not None and not (image.readonly and len(source) == image.nbytes):
+        source = None
+    for start in range(0, len(image), _LOAD_CHUNK):
+        piece = image[start : start + _LOAD_CHUNK]
+        pa.memory.write(at + start, piece)
+        if source is not None:
+            with contextlib.suppress(OSError, ValueError):
+                source.madvise(mmap.MADV_DONTNEED, start, len(piece))
 
 
 def reserve_after_initrd(pa: PageAllocator, layout: Layout) -> list[Region]:
