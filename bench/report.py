@@ -382,9 +382,12 @@ READING = """\
 - bootmem runs in CPython: `python -c pass` alone takes about as long as bsdtar's whole listing
   of a 10 MB image (the start-up table), and the imports of `bootmem ls` (argparse, dataclasses
   with inspect, typing, zstandard) come on top, so at 10 MB the listing is start-up bound.
-- Against codecs that decompress at memory speed (zstd, lz4) the per-entry Python work, not
-  decompression, sets bootmem's time; with xz, lzma and bzip2, where decompression dominates,
-  `ls`, `extract` and `boot()` stay close to bsdtar and to the floor.
+- Against codecs that decompress at memory speed (zstd, lz4), `bootmem ls` is the interpreter's
+  start and imports (the start-up table), the decompression (the same library work as bsdtar's,
+  plus python-lz4's copy of each 8 MiB block) and some 15 to 20 us of Python per entry (header
+  parsing, the stream's wrappers, the hand-off from the decompressing thread); with xz, lzma
+  and bzip2, where decompression dominates, `ls`, `extract` and `boot()` stay close to bsdtar
+  and to the floor.
 - The pipelines `decompressor -dc | cpio` use two processes, so on two cores decompression and
   archive parsing overlap; bsdtar does both in one thread.
 - `create --compress zstd:N` compresses in libzstd's worker threads, one per core: on two cores
@@ -395,15 +398,16 @@ READING = """\
   differs from `zstd -T1`). libzstd cuts the input into jobs of four windows (32 MiB at level
   19), so an archive under 32 MiB is one job and gains nothing from threads; the CPU time per
   byte is the same either way (24 MB at level 19: 19.9 s of CPU in two threads, 19.6 s in one).
-- Where the time goes: the profiles below. Listing and `boot()` of zstd images spend as much in
-  Python per entry (header parsing, the decompressed stream's `read` wrapper, tmpfs writes and
-  page allocation) as in the decompressor; that is the gap to bsdtar and to the floor.
+- Where the time goes: the profiles below. `ls` mostly waits for its decompressing thread,
+  `extract` for the host's file system (`open`, `mkdir`, `write`), and `boot()` writes file
+  data into the memory file that holds modelled RAM (`pwrite`); the Python per entry (header
+  parsing, tmpfs, page allocation) is the smaller part in all three.
 - Host memory of `boot()`: the interpreter with bootmem imported and the allocator's metadata
   (about 50 MiB before the first page of file data) come on top of the modelled RAM touched, so
   "touched + 32 MiB" is missed by about that much.
 - A real image finds what generated ones hid: Debian's image holds absolute symlinks
-  (`etc/mtab -> /proc/mounts`), which the default `extract` filter refuses; its extraction
-  figures are those of `--filter tar`, and the refusal is in the failures table."""
+  (`etc/mtab -> /proc/mounts`), which the default `extract` filter (`rootfs`) creates as
+  archived and `--filter data` refuses."""
 
 
 def body(results: dict[str, Any]) -> list[str]:
@@ -489,7 +493,9 @@ the modules with the most time of their own."""
 PROFILES = """\
 Each command once under cProfile (`python -m bench.profile`), the functions with the most time
 of their own first. The profiler slows Python code several times and C code not at all, so the
-codecs' share (the `read` and `decompress` methods) reads lower here than it is unprofiled."""
+codecs' share (the `read` and `decompress` methods) reads lower here than it is unprofiled.
+`ls` and `extract` decompress in a thread of their own, which cProfile does not follow: there
+the main thread's wait for it (`acquire` of a lock) stands for the decompression."""
 
 
 CODECS = ("zstd", "xz", "gzip", "lz4", "bzip2", "lzma")
