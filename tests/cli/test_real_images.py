@@ -681,3 +681,54 @@ def test_json_of_a_real_image_is_what_the_schemas_say(
     assert [entry["path"] for entry in diff["added"]] == [
         "kernel", "kernel/x86", "kernel/x86/microcode", "kernel/x86/microcode/GenuineIntel.bin"
     ]  # fmt: skip
+
+
+# --- the write side on a real image ------------------------------------------------------------
+
+
+def test_create_from_the_extracted_tree_gives_the_same_rootfs(
+    debian_images: Callable[[str], Path], tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    # Extracted (as root, owners and modes restored) and archived again: the kernel builds the
+    # same tree from both, and lsinitrd lists the same entries,
+    lsinitrd = require_tool("lsinitrd")
+    image = debian_images("zstd")
+    tree = tmp_path / "tree"
+    assert _bootmem_bytes(capfdbinary, "extract", str(image), str(tree)) == b""
+    again = tmp_path / "again.img"
+    assert _bootmem_bytes(capfdbinary, "create", str(tree), "--compress", "zstd", "-o", str(again)) == b""
+    status, out, err = _bootmem_fails(capfdbinary, "diff", str(image), str(again))
+    assert status == 0 and "added 0 B, removed 0 B, changed +0 B" in out.decode(), (out, err)
+
+    def names(path: Path) -> list[str]:
+        rows = subprocess.run([lsinitrd, str(path)], capture_output=True, text=True, check=True).stdout
+        return sorted(m[6] for line in rows.splitlines() if (m := _CPIO_TV.match(line)))
+
+    # but for ".": create writes the tree under the directory, not the directory itself, whose
+    # mode (a build directory's is often 0700) would become the rootfs's root's.
+    assert names(again) == [n for n in names(image) if n != "."] and len(names(again)) > 400
+
+
+def test_a_segment_appended_to_debians_lz4_image_boots_under_linux(
+    debian_images: Callable[[str], Path],
+    debian_amd64: Kernel,  # noqa: F811
+    tmp_path: Path,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    # mkinitramfs writes lz4 with `lz4 -l`, whose format has no end: appending must end it, or
+    # Linux reads the new segment's first bytes as one more lz4 block ("Decoding failed").
+    from bootmem.verify.compare import verify_image
+
+    require_tool("qemu-system-x86_64")
+    image = tmp_path / "initrd.img"
+    image.write_bytes(debian_images("lz4").read_bytes())
+    extra = tmp_path / "extra" / "etc" / "bootmem"
+    extra.mkdir(parents=True)
+    (extra / "appended").write_bytes(b"appended after the lz4 member\n")
+    argv = ["create", str(tmp_path / "extra"), "--append", "--compress", "gzip", "-o", str(image)]
+    assert _bootmem_bytes(capfdbinary, *argv) == b""
+    listed = _bootmem_bytes(capfdbinary, "ls", str(image)).decode().splitlines()
+    assert "etc/bootmem/appended" in listed and "usr/bin/busybox" in listed
+    verdict = verify_image(image.read_bytes(), debian_amd64, ram=512 << 20)
+    assert verdict.linux.unpack_error is None and verdict.linux.freed_k is not None
+    assert not verdict.differences, [f"{d.what}: {d.linux} vs {d.model}" for d in verdict.differences]
