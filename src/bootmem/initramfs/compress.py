@@ -594,6 +594,21 @@ _LZ4_LEGACY_CHUNK = 8 << 20  # uncompressed bytes per block (lz4 -l, LZ4_DEFAULT
 _LZ4_MAX_BLOCK = _LZ4_LEGACY_CHUNK + _LZ4_LEGACY_CHUNK // 255 + 16  # LZ4_compressBound
 
 
+def _lz4_length(block: bytes | memoryview, i: int, nibble: int) -> tuple[int, int] | None:
+    """A literal or match length of an lz4 sequence: ``nibble`` from its token, and when that is
+    15 the bytes from ``i`` on (255s, then the last); the length and where the sequence goes
+    on, or ``None`` when the bytes run out first."""
+    if nibble < 15:
+        return nibble, i
+    n = len(block)
+    while i < n and block[i] == 255:
+        nibble += 255
+        i += 1
+    if i == n:
+        return None
+    return nibble + block[i], i + 1
+
+
 def _lz4_block_fails(block: bytes | memoryview) -> bool:
     """Whether ``LZ4_decompress_safe`` fails on these bytes before it needs more: a match offset
     of 0 or reaching before the output's start, or output past the 8 MiB a legacy block holds.
@@ -607,36 +622,24 @@ def _lz4_block_fails(block: bytes | memoryview) -> bool:
     n, i, out = len(block), 0, 0
     while i < n:
         token = block[i]
-        i += 1
-        literals = token >> 4
-        if literals == 15:
-            while i < n and block[i] == 255:
-                literals += 255
-                i += 1
-            if i == n:
-                return False
-            literals += block[i]
-            i += 1
-        i += literals
-        out += literals
+        literals = _lz4_length(block, i + 1, token >> 4)
+        if literals is None:
+            return False
+        count, i = literals
+        i += count
+        out += count
         if out > _LZ4_LEGACY_CHUNK:
             return True
         if i + 2 > n:
             return False
         offset = block[i] | block[i + 1] << 8
-        i += 2
         if offset == 0 or offset > out:
             return True
-        match = token & 15
-        if match == 15:
-            while i < n and block[i] == 255:
-                match += 255
-                i += 1
-            if i == n:
-                return False
-            match += block[i]
-            i += 1
-        out += match + 4
+        match = _lz4_length(block, i + 2, token & 15)
+        if match is None:
+            return False
+        count, i = match
+        out += count + 4
         if out > _LZ4_LEGACY_CHUNK:
             return True
     return False
