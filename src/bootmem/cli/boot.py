@@ -303,7 +303,7 @@ def summary_rows(report: BootReport, *, source: str) -> list[tuple[str, str, Own
     def pages(n: int) -> str:
         return f"{format_size(n * page):>10}  ({n} pages)"
 
-    ram = sum(r.size for r in report.ram)
+    ram = report.ram_size
     kernel = next((r for r in report.reservations if r.name == "Kernel image"), None)
     rows: list[tuple[str, str, Owner | None]] = [("initrd", source, None)]
     rows.append(("RAM", f"{format_size(ram):>10}  at {report.ram[0].start:#x}", None))

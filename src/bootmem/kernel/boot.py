@@ -256,6 +256,11 @@ class BootReport:
     clock_origin: float = 0.0
 
     @property
+    def ram_size(self) -> int:
+        """The machine's RAM size: its ranges summed, the architecture's holes inside them included."""
+        return sum(region.size for region in self.ram)
+
+    @property
     def ok(self) -> bool:
         return self.unpack_error is None and self.initrd_disabled is None and self.panic is None
 
@@ -683,12 +688,12 @@ def out_of_memory(report: BootReport, arch: ArchProfile, workspace: int) -> bool
     panics.  Linux then never reports how the unpack ended.  A profile that models none of this
     (``flat``) never runs out here: the model's own pages are the limit.
     """
-    ram = sum(region.size for region in report.ram)
     pa = _buddy(report)
     if not (arch.runtime or arch.watermarks):
         workspace = 0
     report.unpack_workspace = workspace
-    report.unpack_peak_free = pa.stats()["free"] * PAGE_SIZE - arch.unpack_runtime_bytes(ram) - workspace
+    runtime = arch.unpack_runtime_bytes(report.ram_size)
+    report.unpack_peak_free = pa.stats()["free"] * PAGE_SIZE - runtime - workspace
     report.watermark_bytes = arch.watermark_bytes(report.available_pages * PAGE_SIZE)
     if report.unpack_peak_free >= report.watermark_bytes:
         return False

@@ -230,14 +230,9 @@ def _path(entry: Entry) -> str:
 # --- what the kernel needs beyond the model's pages ------------------------------------------------
 
 
-def ram_of(report: BootReport) -> int:
-    """The machine's RAM size (holes included) that ``report`` booted with."""
-    return sum(region.size for region in report.ram)
-
-
 def free_at_init(report: BootReport, arch: ArchProfile) -> int:
     """Bytes Linux has free when init starts: the model's, plus what is freed late, less the runtime."""
-    return report.free_pages_end * PAGE_SIZE + arch.freed_late - arch.runtime_bytes(ram_of(report))
+    return report.free_pages_end * PAGE_SIZE + arch.freed_late - arch.runtime_bytes(report.ram_size)
 
 
 def memory_limit(report: BootReport, arch: ArchProfile, init_free: int) -> Limit | None:
@@ -636,7 +631,7 @@ def _why(
             f"while unpacking, kernel {format_size(kernel)} + initrd {format_size(initrd)} + rootfs "
             f"{rootfs} must all fit in RAM's pages at once"
         )
-    arch, ram = search.arch, ram_of(below)
+    arch, ram = search.arch, below.ram_size
     if below.panic is not None:
         watermark = below.watermark_bytes
         return "kernel", (
