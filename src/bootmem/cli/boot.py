@@ -9,7 +9,6 @@ import mmap
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -166,7 +165,7 @@ def read_initrd(path: Path | None, limit: int, pipe_limit: int | None = None) ->
                 raise UsageError(f"initrd {name} of {info.st_size} bytes is larger than the "
                                  f"{format_size(limit)} of RAM it must be loaded into")  # fmt: skip
             return _mapped(f, info.st_size)
-        from bootmem.initramfs.image import DEFAULT_PIPE_LIMIT
+        from bootmem.initramfs.image import DEFAULT_PIPE_LIMIT, spool
 
         most = DEFAULT_PIPE_LIMIT if pipe_limit is None else pipe_limit
         if most < limit:
@@ -175,15 +174,8 @@ def read_initrd(path: Path | None, limit: int, pipe_limit: int | None = None) ->
                 most,
                 f"{name} is not seekable and passes {most} bytes, the most read from a pipe ({hint})",
             )
-        spool = stack.enter_context(tempfile.TemporaryFile(prefix="bootmem-initrd-"))
-        size = 0
-        while piece := f.read(min(1 << 20, limit + 1 - size)):
-            size += len(piece)
-            if size > limit:
-                raise UsageError(too_large)
-            spool.write(piece)
-        spool.flush()
-        return _mapped(spool, size)
+        spooled, size = spool(f, limit, lambda: UsageError(too_large), prefix="bootmem-initrd-")
+        return _mapped(stack.enter_context(spooled), size)
 
 
 def _mapped(f: BinaryIO, size: int) -> bytes | memoryview:

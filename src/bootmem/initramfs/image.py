@@ -197,28 +197,42 @@ def _image_of(source: Source, limit: int | None = None) -> _MemoryImage | _FileI
 
 
 def _spool(source: BinaryIO, limit: int) -> _FileImage:
-    """``source``'s bytes, copied in pieces to a temporary file; :class:`ImageError` past
-    ``limit`` bytes (an endless pipe, ``/dev/zero``)."""
+    """``source``'s bytes, copied to a temporary file; :class:`ImageError` past ``limit`` bytes
+    (an endless pipe, ``/dev/zero``)."""
+
+    def refuse() -> ImageError:
+        name = _file_name(source)
+        name = "standard input" if name in (None, "<stdin>") else repr(name)
+        return ImageError(
+            f"{name} is not seekable and passes {limit} bytes, the most read from a pipe "
+            "(set another with --max-size, max_decompressed=)"
+        )
+
+    spooled, _size = spool(source, limit, refuse, prefix="bootmem-image-")
+    return _FileImage(spooled, owned=True)
+
+
+def spool(
+    source: BinaryIO, limit: int, refuse: Callable[[], BaseException], *, prefix: str
+) -> tuple[BinaryIO, int]:
+    """``source``'s bytes copied in pieces to a temporary file named from ``prefix``, and how
+    many: ``refuse()`` is raised once they pass ``limit``, so neither memory nor the file grows
+    without bound.  The file is returned at its start, for the caller to close."""
     import tempfile  # here: an image read from a file or a buffer does not pay for the import
 
-    spool = tempfile.TemporaryFile(prefix="bootmem-image-")  # noqa: SIM115 - the image owns it
+    spooled = tempfile.TemporaryFile(prefix=prefix)  # noqa: SIM115 - the caller owns it
     try:
         size = 0
         while piece := source.read(min(1 << 20, limit + 1 - size)):
             size += len(piece)
             if size > limit:
-                name = _file_name(source)
-                name = "standard input" if name in (None, "<stdin>") else repr(name)
-                raise ImageError(
-                    f"{name} is not seekable and passes {limit} bytes, the most read from a pipe "
-                    "(set another with --max-size, max_decompressed=)"
-                )
-            spool.write(piece)
-        spool.seek(0)
+                raise refuse()
+            spooled.write(piece)
+        spooled.seek(0)
     except BaseException:
-        spool.close()
+        spooled.close()
         raise
-    return _FileImage(spool, owned=True)
+    return spooled, size
 
 
 def _file_name(source: Source) -> str | None:
@@ -547,4 +561,5 @@ __all__ = [
     "Segment",
     "image_bytes",
     "open",
+    "spool",
 ]
