@@ -34,6 +34,40 @@ class Node:
     mode: int | None = None  # permission bits (with setuid, setgid, sticky)
 
 
+@dataclass
+class Seen:
+    """What one side (the model, a host directory, a tree, the real kernel's probe) has at a path,
+    in :class:`Node`'s terms; ``sha256`` is a regular file's contents."""
+
+    kind: str
+    sha256: str | None = None
+    target: str | None = None
+    uid: int | None = None
+    rdev: tuple[int, int] | None = None
+    size: int | None = None
+    mode: int | None = None
+
+
+def differences(want: Node, got: Seen, skip: tuple[str, ...] = ()) -> list[str]:
+    """Each way ``got`` is not what ``want`` says Linux leaves, but for the fields in ``skip``
+    (what that side cannot tell); empty when it is."""
+    wanted = [
+        ("kind", want.kind),
+        ("sha256", None if want.data is None else hashlib.sha256(want.data).hexdigest()),
+        ("target", want.target),
+        ("uid", want.uid),
+        ("rdev", want.rdev),
+        ("size", want.size),
+        ("sha256", want.sha256),
+        ("mode", want.mode),
+    ]
+    return [
+        f"{key}: {getattr(got, key)!r}, Linux {value!r}"
+        for key, value in wanted
+        if value is not None and key not in skip and getattr(got, key) != value
+    ]
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
