@@ -241,11 +241,9 @@ def test_ls_is_what_cpio_and_bsdtar_list_segment_by_segment(
 def test_extract_makes_the_tree_lsinitrd_unpacks(
     name: str, debian_images: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lsinitrd = require_tool("lsinitrd")
     image = debian_images(name)
     theirs = tmp_path / "lsinitrd"
-    theirs.mkdir()
-    subprocess.run([lsinitrd, "--unpack", str(image)], cwd=theirs, check=True)
+    _lsinitrd_unpack(image, theirs)
     ours = tmp_path / "bootmem"
     # lsinitrd --unpack leaves out an early segment ("Won't unpack anything from early cpio
     # part"): bootmem extracts the segments after it for the comparison.
@@ -256,8 +254,7 @@ def test_extract_makes_the_tree_lsinitrd_unpacks(
     assert len(tree) > 400
     if IMAGES[name][1]:  # and --unpackearly unpacks the early segment alone
         early = tmp_path / "lsinitrd-early"
-        early.mkdir()
-        subprocess.run([lsinitrd, "--unpackearly", str(image)], cwd=early, check=True)
+        _lsinitrd_unpack(image, early, "--unpackearly")
         assert _bootmem(capsys, "extract", "--segment", "0", str(image), str(tmp_path / "early")) == ""
         assert tree_of(tmp_path / "early") == tree_of(early)
         assert (early / "kernel/x86/microcode/GenuineIntel.bin").is_file()
@@ -527,15 +524,13 @@ def _tree_pages(root: Path, depth: int) -> dict[str, int]:
 def test_du_is_the_tmpfs_pages_of_the_tree_lsinitrd_unpacks(
     name: str, debian_images: Callable[[str], Path], tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    lsinitrd = require_tool("lsinitrd")
     image = debian_images(name)
     shm = _tmpfs_dir(tmp_path)
     root = shm or tmp_path / "lsinitrd"
     try:
-        root.mkdir(exist_ok=True)
         if IMAGES[name][1]:  # the early segment first, as the kernel unpacks it
-            subprocess.run([lsinitrd, "--unpackearly", str(image)], cwd=root, check=True)
-        subprocess.run([lsinitrd, "--unpack", str(image)], cwd=root, check=True)
+            _lsinitrd_unpack(image, root, "--unpackearly")
+        _lsinitrd_unpack(image, root)
         theirs = _tree_pages(root, 1)
         if shm is not None:  # the kernel's own count: GNU du of the tree on a tmpfs
             du = [require_tool("du"), "-k", "-d", "1", "."]
@@ -554,10 +549,15 @@ def test_du_is_the_tmpfs_pages_of_the_tree_lsinitrd_unpacks(
     assert {row["path"]: row["kib"] for row in data["directories"]} == ours
 
 
+def _lsinitrd_unpack(image: Path, where: Path, option: str = "--unpack") -> None:
+    """``lsinitrd --unpack`` (or ``--unpackearly``) of ``image`` into ``where``, made if need be."""
+    where.mkdir(exist_ok=True)
+    subprocess.run([require_tool("lsinitrd"), option, str(image)], cwd=where, check=True)
+
+
 def _unpacked(image: Path, where: Path) -> dict[str, tuple[Any, ...]]:
     """:func:`tree_of` the tree ``lsinitrd --unpack`` makes of ``image`` in ``where``."""
-    where.mkdir()
-    subprocess.run([require_tool("lsinitrd"), "--unpack", str(image)], cwd=where, check=True)
+    _lsinitrd_unpack(image, where)
     return tree_of(where)
 
 
