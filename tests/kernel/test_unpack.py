@@ -250,17 +250,65 @@ def test_non_initramfs_image_is_kept_as_initrd_image_only_with_blk_dev_ram(
 def test_a_host_failure_in_the_unpack_is_raised_not_a_busy_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     # The failure's traceback holds a slice of the initrd's view, so the lease cannot close; the
     # failure is what the caller sees (the CLI: "out of host memory"), not RegionBusyError.
-    def fail(data: memoryview, fs: object, **kwargs: object) -> None:
-        head = data[:6]
+    def fail(image: unpack.ImageBytes, target: object, cap: object) -> None:
+        head = image.read_at(0, 6)
         raise MemoryError(bytes(head))
 
-    monkeypatch.setattr(unpack, "unpack_to_rootfs", fail)
+    monkeypatch.setattr(unpack, "_unpack", fail)
     image = archive(f("a", b"x"))
     pa = PageAllocator(base=0, size=16 << 20)
     pa.reserve(0x10000, 0x10000 + len(image), name="initrd")
     pa.memory.write(0x10000, image)
     with pytest.raises(MemoryError, match="070701"):
         unpack_initrd(pa, 0x10000, 0x10000 + len(image), fresh_fs())
+
+
+def _rss_shmem() -> int:
+    """This process's resident pages of shared memory (the memory files' mapped pages), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1]) * 1024
+    pytest.skip("no RssShmem in /proc/self/status")
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd", "gzip"])
+def test_the_initrd_is_mapped_a_window_at_a_time(codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The unpacker's mapping of the initrd holds a few MiB behind the reader, not all of it: the
+    # pages it has read leave the process (they stay in modelled RAM), for a raw archive and for
+    # a compressed member read by the decompressor's thread alike.
+    import random
+    import zlib
+
+    import zstandard
+
+    rng = random.Random(14)
+    files = {f"f{i}": rng.randbytes(4 << 20) for i in range(10)}  # incompressible: 40 MiB in any codec
+    image = archive(*(f(name, data) for name, data in files.items()))
+    if codec == "zstd":
+        image = zstandard.ZstdCompressor(level=1).compress(image)
+    elif codec == "gzip":
+        z = zlib.compressobj(1, zlib.DEFLATED, 31)
+        image = z.compress(image) + z.flush()
+    peak = 0
+
+    def write(self: unpack._TmpfsSink, data: memoryview) -> int:
+        nonlocal peak
+        peak = max(peak, _rss_shmem())
+        return write_file(self, data)
+
+    write_file = unpack._TmpfsSink.write
+    monkeypatch.setattr(unpack._TmpfsSink, "write", write)
+    pa = PageAllocator(base=0, size=256 << 20)
+    pa.reserve(0x10000, 0x10000 + len(image), name="initrd")
+    pa.memory.write(0x10000, image)  # with pwrite: not mapped
+    fs = fresh_fs(256 << 20)
+    before = _rss_shmem()
+    result = unpack_initrd(pa, 0x10000, 0x10000 + len(image), fs)
+    assert result.error is None
+    assert all(fs.read("/" + name) == data for name, data in files.items())
+    mapped = (peak - before) >> 20
+    assert mapped < 12, f"{mapped} MiB of the {len(image) >> 20} MiB initrd mapped at once"
 
 
 def test_skipped_entries() -> None:

@@ -116,3 +116,34 @@ def test_leases_touching_the_released_range_are_not_in_it(leased: PageAllocator)
     assert not below.closed and not above.closed
     for view in views:
         view.release()
+
+
+def _rss_shmem() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1]) * 1024
+    pytest.skip("no RssShmem in /proc/self/status")
+
+
+def test_pages_dropped_from_a_lease_leave_the_process_and_read_back_unchanged() -> None:
+    import random
+
+    size = 32 << 20
+    pa = PageAllocator(base=0, size=64 << 20)
+    pa.reserve(0, size, name="initrd")
+    data = random.Random(14).randbytes(size)
+    pa.memory.write(0, data)
+    lease = pa.lease(0x10, size, owner="unpack")
+    view = lease.view
+    before = _rss_shmem()
+    assert bytes(view) == data[0x10:]
+    assert _rss_shmem() >= before + size - (1 << 20)
+    piece = view[100:200]  # a slice alive across the drop
+    lease.drop_pages(0, len(view))
+    assert _rss_shmem() < before + (1 << 20)
+    assert bytes(piece) == data[0x10 + 100 : 0x10 + 200] and bytes(view) == data[0x10:]  # faulted in again
+    del piece
+    view.release()
+    lease.close()
+    assert pa.memory.read(0, size) == data

@@ -64,6 +64,7 @@ from bootmem.kernel.workspace import UNPACK_BUFFERS, member_workspace
 
 if TYPE_CHECKING:  # numpy comes with bootmem.mm: extraction starts without it
     from bootmem.mm import PageAllocator
+    from bootmem.mm.lease import Lease
 
 # usr/default_cpio_list: what a kernel built without CONFIG_INITRAMFS_SOURCE carries.
 DEFAULT_BUILTIN_LIST = """\
@@ -856,7 +857,7 @@ def unpack_initrd(
         view = lease.view
         try:
             cap = _cap(allocator) if max_decompressed is None else max_decompressed
-            result = unpack_to_rootfs(view, fs, max_decompressed=cap)
+            result = _unpack(_LeasedImage(lease, view), TmpfsTarget(fs), cap)
             if blk_dev_ram and result.error is not None:
                 _clean_rootfs(fs)
                 if builtin is not None:
@@ -873,6 +874,38 @@ def unpack_initrd(
         raise
     lease.close()
     return result
+
+
+class _LeasedImage:
+    """The initrd, read through its lease, whose host pages leave the process as the reader
+    passes them: it holds a window of a few MiB of the initrd, not all of it (the bytes stay
+    in modelled RAM, the memory file).
+
+    The unpacker reads front to back: raw archives, and each member's compressed input as its
+    decompressor pulls it (in the prefetch thread, never while this thread reads).  It never
+    reads more than a decompressor's input chunk behind the furthest byte read (the start of
+    what follows a member), so pages more than :attr:`LAG` behind the offset read are dropped,
+    :attr:`STEP` at a time.  A read behind the dropped pages (zstd's walk of a frame's block
+    headers comes first, then the frame from its start) starts the window there again.  A
+    dropped page read again is only faulted in again, so this costs RSS, never correctness.
+    """
+
+    __slots__ = ("_lease", "_low", "_view", "size")
+
+    LAG = 2 << 20
+    STEP = 1 << 20
+
+    def __init__(self, lease: Lease, view: memoryview) -> None:
+        self._lease, self._view, self.size = lease, view, len(view)
+        self._low = 0  # the pages below this offset are not mapped
+
+    def read_at(self, offset: int, n: int) -> memoryview:
+        if offset < self._low:
+            self._low = offset
+        elif offset - self.LAG >= self._low + self.STEP:
+            self._lease.drop_pages(self._low, offset - self.LAG)
+            self._low = offset - self.LAG
+        return self._view[offset : offset + n]
 
 
 def _cap(allocator: PageAllocator) -> int:

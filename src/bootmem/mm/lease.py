@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from bootmem.errors import LeaseClosedError, RegionBusyError
 from bootmem.mm.ram import PhysicalMemory
+from bootmem.units import align_down, align_up
 
 
 class Lease:
@@ -72,6 +73,23 @@ class Lease:
             if self._map is None:
                 self._map, self._delta = self.memory.map_window(self.start, self.size)
             return memoryview(self._map)[self._delta : self._delta + self.size]
+
+    def drop_pages(self, start: int, end: int) -> None:
+        """Take the host pages that hold bytes of ``[start, end)`` (offsets into :attr:`view`)
+        out of this process's mapping, so its resident memory shrinks; nothing else changes.
+
+        The mapping is a shared one of the memory file (``madvise(MADV_DONTNEED)`` on it only
+        removes page-table entries): the bytes stay in RAM, and a view or slice alive, or taken
+        later, reads them unchanged, the pages faulting in again.  A no-op before the first
+        :attr:`view` and on hosts without ``madvise``.
+        """
+        with self._lock:
+            if self._map is None or not hasattr(self._map, "madvise"):
+                return
+            lo = align_down(self._delta + max(start, 0), mmap.PAGESIZE)
+            hi = align_up(self._delta + min(end, self.size), mmap.PAGESIZE)
+            if hi > lo:
+                self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def busy_error(self, start: int, end: int) -> RegionBusyError:
         """The error for a release of ``[start, end)`` refused because of this lease."""
