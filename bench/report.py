@@ -356,12 +356,13 @@ bootmem's modules are byte-compiled before the first run, as `pip install` leave
   library bootmem uses for it (zstandard, lzma, zlib, bz2, lz4.block) plus one copy of its bytes
   into memory already touched; unpacking is synchronous (`initramfs_async=0`), on the smallest
   power-of-two RAM of at least 1 GiB whose tmpfs (half of RAM) holds the image.
-- Scaling: each boot in a fresh interpreter. Host peak memory is the process's VmHWM plus the
-  peak of the memory file that holds modelled RAM (file data is written into it with pwrite, so
-  VmHWM alone would miss it); the initrd's pages, mapped through the unpacker's lease, count in
-  both, so the figure is an upper bound. The image file is mapped and its pages dropped once the
-  bootloader step has copied it into modelled RAM. A RAM size is skipped for an image that would
-  not fit (tmpfs is half of RAM).
+- Scaling: each boot in a fresh interpreter. Host peak memory is the largest of samples taken
+  every 0.2 ms by a thread of that interpreter: its own resident pages (RssAnon + RssFile) plus
+  the pages of the memory file that holds modelled RAM (file data is written into it with
+  pwrite, so VmHWM alone would miss it); the memory file's pages the process maps (the initrd,
+  read through the unpacker's lease) are in the file's count only, so no page counts twice.
+  The image file is mapped and its pages dropped once the bootloader step has copied it into
+  modelled RAM. A RAM size is skipped for an image that would not fit (tmpfs is half of RAM).
 """
 
 
