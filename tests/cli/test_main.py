@@ -133,7 +133,9 @@ def test_help_follows_columns() -> None:
 
 def test_extract_imports_no_memory_model(tmp_path: Path) -> None:
     """`bootmem extract` runs the kernel's unpacker but not its memory model: numpy (about 40 ms
-    of start-up), the allocators, reports and plotting stay out of it."""
+    of start-up), the allocators, the modelled tmpfs (and hashlib with it), reports and plotting
+    stay out of it, and so do tempfile and shutil (only a hardlink set selected in part needs
+    a private directory)."""
     from bootmem.initramfs.create import create_image
 
     (tmp_path / "tree").mkdir()
@@ -147,7 +149,8 @@ def test_extract_imports_no_memory_model(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert (tmp_path / "out" / "init").read_bytes() == b"#!/bin/sh\n"
     loaded = set(done.stderr.split())
-    assert not {"numpy", "rich", "matplotlib", "bootmem.mm", "bootmem.report"} & loaded
+    heavy = {"numpy", "rich", "matplotlib", "bootmem.mm", "bootmem.fs", "bootmem.report"}
+    assert not (heavy | {"hashlib", "tempfile", "shutil"}) & loaded
 
 
 # --- write errors -----------------------------------------------------------------------------

@@ -47,7 +47,6 @@ import dataclasses
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -407,6 +406,8 @@ class _HostTarget:
             self.remove_stash()  # the kernel's table of links is emptied at each trailer
             self.stash_archive = key[:2]
         if self.stash_dir is None:
+            import tempfile  # rare: not worth its start-up (shutil, random, hashlib) on every extraction
+
             self.stash_dir = os.path.basename(tempfile.mkdtemp(prefix=".bootmem-links-", dir=self.dest))
             self.known.add(self.stash_dir)
         name = f"{self.stash_dir}/{len(self.stashed)}"

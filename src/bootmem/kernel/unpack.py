@@ -56,13 +56,13 @@ from bootmem.errors import (
     TmpfsError,
     TmpfsNoSpaceError,
 )
-from bootmem.fs.tmpfs import OpenFile, Tmpfs
 from bootmem.initramfs.compress import Budget, ImageBytes, MemberStream, Prefetch, decompress_method
 from bootmem.initramfs.cpio import HEADER_SIZE, PATH_MAX, TRAILER, Entry, data_checksum
 from bootmem.initramfs.image import Image, Source, image_bytes
 from bootmem.kernel.workspace import UNPACK_BUFFERS, member_workspace
 
-if TYPE_CHECKING:  # numpy comes with bootmem.mm: extraction starts without it
+if TYPE_CHECKING:  # numpy comes with bootmem.mm, hashlib with the tmpfs: extraction starts without them
+    from bootmem.fs.tmpfs import OpenFile, Tmpfs
     from bootmem.mm import PageAllocator
     from bootmem.mm.lease import Lease
 
