@@ -27,7 +27,14 @@ from typing import Any
 
 import bootmem
 from bench import bench_mm
-from bench.bench_boot import boot_in_fresh_process, boot_seconds, fits, floor_seconds, machine_for
+from bench.bench_boot import (
+    boot_in_fresh_process,
+    boot_seconds,
+    fits,
+    floor_memory_file_seconds,
+    floor_seconds,
+    machine_for,
+)
 from bench.bench_extract_create import create19_contenders, create_contenders, empty_dir, extract_contenders
 from bench.bench_list import list_commands, list_contenders, ls_peak_rss
 from bench.images import COMPRESSORS, Image, ImageSpec, cache_dir, debian_image, generate
@@ -221,6 +228,7 @@ def boot_figures(image: Image, runs: int) -> dict[str, Any]:
     ram = machine_for(image.unpacked, len(data))
     out = bytearray(b"\1" * (image.unpacked + (64 << 20)))  # touched before the floor runs
     floors: list[float] = []
+    files: list[float] = []
     boots: list[float] = []
     compression = image.compression
     c = alternate(
@@ -228,11 +236,12 @@ def boot_figures(image: Image, runs: int) -> dict[str, Any]:
         {
             "boot()": lambda: boots.append(boot_seconds(data, ram)),
             "floor": lambda: floors.append(floor_seconds(member, out, compression)),
+            "floor + memory file": lambda: files.append(floor_memory_file_seconds(member, ram, compression)),
         },
         runs,
     )
     # The functions time themselves (without the list appends); their own figures are used.
-    c.samples = {"boot()": boots, "floor": floors}
+    c.samples = {"boot()": boots, "floor": floors, "floor + memory file": files}
     return {**_samples(c), "ram": ram}
 
 

@@ -134,4 +134,16 @@ def test_cpu_times_are_shown_beside_the_elapsed_ones(tmp_path: Path) -> None:
     doc = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| 130 MB zstd | 250 ms; CPU 100 ms | 225 ms (1.11x; CPU 1.25x) |" in doc
     assert "| list, 130 MB zstd: bootmem ls within 1.15x of bsdtar -tf | 1.11x (CPU 1.25x) | met |" in doc
-    assert "| 130 MB zstd | 1 GiB | 200 ms | 400 ms | 2.00x | 200 ms, 300 ms, 1.50x | **missed** |" in doc
+    assert "| 130 MB zstd | 1 GiB | 200 ms | - | 400 ms | 2.00x | 200 ms, 300 ms, 1.50x | **missed** |" in doc
+
+
+def test_boot_table_shows_the_floor_with_a_memory_file() -> None:
+    report = pytest.importorskip("bench.report")
+    row = {
+        "title": "130 MB zstd",
+        "ram": 1 << 30,
+        "samples": {"boot()": [0.4], "floor": [0.2], "floor + memory file": [0.25, 0.3, 0.26]},
+    }
+    table = report.boot_table([row])
+    assert "floor + memory file" in table[0]
+    assert "| 130 MB zstd | 1 GiB | 200 ms | 260 ms (1.30x) | 400 ms | 2.00x | - | **missed** |" in table
