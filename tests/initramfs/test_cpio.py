@@ -328,8 +328,6 @@ FIELDS_SET = {
 
 @pytest.mark.parametrize("format", ["newc", "crc"])
 def test_the_reader_gives_every_field_and_where_the_entry_is(format: Format) -> None:
-    from dataclasses import replace
-
     written = [
         Entry("dev/sda1", stat.S_IFBLK | 0o660, **FIELDS_SET),
         Entry("lib", stat.S_IFLNK | 0o777, linkname="usr/lib", **FIELDS_SET),
@@ -341,12 +339,12 @@ def test_the_reader_gives_every_field_and_where_the_entry_is(format: Format) -> 
     read = list(reader)[1:]
     starts = [len(first) + at for at in header_offsets(data[len(first) :])[:3]]
     expected = [
-        replace(e, format=format, offset=0x400 + at, segment=3, archive=1)
+        e.replace(format=format, offset=0x400 + at, segment=3, archive=1)
         for e, at in zip(written, starts, strict=True)
     ]
-    expected[1] = replace(expected[1], c_filesize=len("usr/lib"))
+    expected[1] = expected[1].replace(c_filesize=len("usr/lib"))
     check = data_checksum(b"#!/bin/sh\n") if format == "crc" else 0
-    expected[2] = replace(expected[2], c_filesize=10, c_check=check)
+    expected[2] = expected[2].replace(c_filesize=10, c_check=check)
     assert read == expected
     assert [e.c_namesize for e in read] == [9, 4, 5]
     assert reader.archives == 2 and reader.entries == 4 and reader.ended_cleanly

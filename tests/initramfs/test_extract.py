@@ -385,10 +385,8 @@ def test_members_and_progress(dest: Path) -> None:
 
 
 def test_custom_filter_may_skip_or_rename(dest: Path) -> None:
-    import dataclasses
-
     def only_upper(m: Entry, _dest: str) -> Entry | None:
-        return dataclasses.replace(m, name=m.name.upper()) if m.name != "skip" else None
+        return m.replace(name=m.name.upper()) if m.name != "skip" else None
 
     extractall(reader(archive((member("a"), b"1"), (member("skip"), b"2"))), dest, filter=only_upper)
     assert os.listdir(dest) == ["A"]

@@ -13,7 +13,6 @@ import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from typing import Any
 
 from bootmem.cli.inputs import IMAGE_HELP, add_max_size, add_selection, image_source, max_size, selection
@@ -170,7 +169,7 @@ def run_examine(args: argparse.Namespace) -> int:
     with open_image(image_source(args.image), max_decompressed=max_size(args)) as img:
         segments = img.segments
         if args.json:
-            print_json({"segments": [asdict(s) for s in segments]})
+            print_json({"segments": [s.asdict() for s in segments]})
             return 0
         if img.uki_section is not None:
             at, size = img.uki_section

@@ -37,7 +37,6 @@ import contextlib
 import struct
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from bootmem.errors import (
@@ -47,6 +46,7 @@ from bootmem.errors import (
     MissingCodecError,
     UsageError,
 )
+from bootmem.record import Record
 
 _CHUNK = 1 << 18  # compressed bytes fed to a decompressor at a time
 _OUT_CHUNK = 1 << 16  # smallest output chunk asked of a decompressor
@@ -739,14 +739,19 @@ _LZOP_NEEDED = 0x0940  # version needed to extract; from it on, the header has l
 _LZO_BLOCK_SIZE = 256 * 1024  # lib/decompress_unlzo.c LZO_BLOCK_SIZE
 
 
-@dataclass(frozen=True, slots=True)
-class LzopHeader:
+class LzopHeader(Record):
     """The fields of an lzop header that reading needs, and its length."""
+
+    _FIELDS = ("version", "method", "flags", "length")
+    __slots__ = _FIELDS
 
     version: int
     method: int
     flags: int
     length: int
+
+    def __init__(self, version: int, method: int, flags: int, length: int) -> None:
+        self._fill(version, method, flags, length)
 
     @staticmethod
     def parse(head: bytes, *, kernel: bool = False) -> LzopHeader | None:
@@ -939,8 +944,9 @@ class Compressor(Protocol):
     def flush(self) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
 class _Identity:
+    __slots__ = ()
+
     def compress(self, data: bytes | memoryview, /) -> bytes:
         return bytes(data)
 
@@ -1068,8 +1074,7 @@ EngineFactory = Callable[[ImageBytes, int, str, bool], _Engine]
 CompressorFactory = Callable[[int, int], Compressor]
 
 
-@dataclass(frozen=True, slots=True)
-class Codec:
+class Codec(Record):
     """One compression: how the kernel and bootmem find it, read it and write it.
 
     ``kernel_magics`` are its entries in ``compressed_formats[]`` of ``lib/decompress.c``
@@ -1081,15 +1086,29 @@ class Codec:
     "decompressor failed" (``init/initramfs.c``, when the decompressor returns non-zero).
     """
 
+    _FIELDS = (
+        "name", "kernel_magics", "magics", "engine", "compressor", "levels", "default_level", "kernel",
+        "messages",
+    )  # fmt: skip
+    __slots__ = _FIELDS
+
     name: str
     kernel_magics: tuple[bytes, ...]
     magics: tuple[bytes, ...]
     engine: EngineFactory | None
     compressor: CompressorFactory | None
-    levels: range = range(0)
-    default_level: int = 0
-    kernel: bool = True
-    messages: Mapping[str, str] = field(default_factory=dict)
+    levels: range
+    default_level: int
+    kernel: bool
+    messages: Mapping[str, str]
+
+    def __init__(
+        self, name: str, kernel_magics: tuple[bytes, ...], magics: tuple[bytes, ...],
+        engine: EngineFactory | None, compressor: CompressorFactory | None, levels: range = range(0),
+        default_level: int = 0, kernel: bool = True, messages: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        messages = {} if messages is None else messages
+        self._fill(name, kernel_magics, magics, engine, compressor, levels, default_level, kernel, messages)
 
 
 CODECS_MESSAGES: Mapping[str, Mapping[str, str]] = {

@@ -20,11 +20,11 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Literal, Protocol
 
 from bootmem.errors import ChecksumError, CpioError
 from bootmem.filetypes import type_char
+from bootmem.record import Record
 
 MAGIC_NEWC = b"070701"
 MAGIC_CRC = b"070702"
@@ -76,8 +76,7 @@ def data_checksum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     return (start + total) & 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(Record):
     """One member of a cpio archive, with the header fields under the kernel's names.
 
     ``name`` is the name as stored (``os.fsdecode``: any bytes survive the round trip),
@@ -85,27 +84,50 @@ class Entry:
     ``offset`` is where the header starts in its segment's uncompressed stream; ``segment`` is
     the index of that segment in the image and ``archive`` counts the trailers seen before
     it in the segment (hardlinks are matched within one archive).
+
+    Frozen, compared and hashed by value except ``c_namesize``, as a frozen dataclass would be;
+    :meth:`replace` makes a changed copy (a filter's renamed member, tarfile's ``TarInfo.replace``).
     """
+
+    _FIELDS = (
+        "name", "c_mode", "c_ino", "c_uid", "c_gid", "c_nlink", "c_mtime", "c_filesize", "c_devmajor",
+        "c_devminor", "c_rdevmajor", "c_rdevminor", "c_check", "format", "linkname", "offset", "segment",
+        "archive", "c_namesize",
+    )  # fmt: skip
+    __slots__ = _FIELDS
+    _NOT_COMPARED = frozenset({"c_namesize"})
 
     name: str
     c_mode: int
-    c_ino: int = 0
-    c_uid: int = 0
-    c_gid: int = 0
-    c_nlink: int = 1
-    c_mtime: int = 0
-    c_filesize: int = 0
-    c_devmajor: int = 0
-    c_devminor: int = 0
-    c_rdevmajor: int = 0
-    c_rdevminor: int = 0
-    c_check: int = 0
-    format: Format = "newc"
-    linkname: str | None = None
-    offset: int = 0
-    segment: int = 0
-    archive: int = 0
-    c_namesize: int = field(default=0, compare=False)
+    c_ino: int
+    c_uid: int
+    c_gid: int
+    c_nlink: int
+    c_mtime: int
+    c_filesize: int
+    c_devmajor: int
+    c_devminor: int
+    c_rdevmajor: int
+    c_rdevminor: int
+    c_check: int
+    format: Format
+    linkname: str | None
+    offset: int
+    segment: int
+    archive: int
+    c_namesize: int
+
+    def __init__(
+        self, name: str, c_mode: int, c_ino: int = 0, c_uid: int = 0, c_gid: int = 0, c_nlink: int = 1,
+        c_mtime: int = 0, c_filesize: int = 0, c_devmajor: int = 0, c_devminor: int = 0,
+        c_rdevmajor: int = 0, c_rdevminor: int = 0, c_check: int = 0, format: Format = "newc",
+        linkname: str | None = None, offset: int = 0, segment: int = 0, archive: int = 0,
+        c_namesize: int = 0,
+    ) -> None:  # fmt: skip
+        self._fill(
+            name, c_mode, c_ino, c_uid, c_gid, c_nlink, c_mtime, c_filesize, c_devmajor, c_devminor,
+            c_rdevmajor, c_rdevminor, c_check, format, linkname, offset, segment, archive, c_namesize,
+        )  # fmt: skip
 
     # tarfile's vocabulary, for readers who know it.
     @property
@@ -579,7 +601,7 @@ class CpioWriter:
 
     def _write_entry(self, entry: Entry, payload: bytes | memoryview) -> None:
         name = os.fsencode(entry.name) + b"\0"
-        entry = replace(entry, format=self.format)
+        entry = entry.replace(format=self.format)
         check = data_checksum(payload) if self.format == "crc" and entry.isreg() else 0
         header = pack_header(entry, namesize=len(name), filesize=len(payload), check=check)
         parts = [header, name, b"\0" * pad4(HEADER_SIZE + len(name))]

@@ -18,7 +18,6 @@ init/initramfs.c (``maybe_link``) and ``cpio -i`` both rebuild one inode from th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import queue
 import re
@@ -274,7 +273,7 @@ def parse_manifest(lines: Iterable[str], *, where: str = "manifest", first_line:
             nlink = 2 if kind == "dir" else 1
             entry = Entry(name, _TYPE_BITS[kind] | (mode & 0o7777), ino, uid, gid, nlink, default_mtime)
         if mtime_override is not None:
-            entry = dataclasses.replace(entry, c_mtime=mtime_override)
+            entry = entry.replace(c_mtime=mtime_override)
         sources.append(Source(entry, line=lineno))
     if override is not None:
         raise UsageError(f"{where}:{override[0]}: '#bootmem:' line with no entry after it")
@@ -506,7 +505,7 @@ def _write_entry(sink: _Sink, src: Source, format: Format) -> None:
     entry = src.entry
     name = os.fsencode(entry.name) + b"\0"
     if entry.format != format:
-        entry = Entry(**{**_fields(entry), "format": format})
+        entry = entry.replace(format=format)
     if entry.issym():
         payload = os.fsencode(entry.linkname or "")
         header = pack_header(entry, namesize=len(name), filesize=len(payload))
@@ -523,10 +522,6 @@ def _write_entry(sink: _Sink, src: Source, format: Format) -> None:
     if src.path is not None and size:
         sink.write_file(src.path, size)
         sink.write(_NUL4[: pad4(size)])
-
-
-def _fields(entry: Entry) -> dict[str, Any]:
-    return {f: getattr(entry, f) for f in entry.__dataclass_fields__}
 
 
 def _chunks(path: str, size: int) -> Iterator[bytes]:

@@ -7,7 +7,7 @@ replace earlier ones, ``clean_path``, hardlinks within one archive, files sized 
 
 The vocabulary is PEP 706's (``tarfile.extractall(path, members=None, *, filter=...)``): a filter
 is a plain function ``(member, dest_path) -> member | None`` found by name in :data:`FILTERS`.
-It returns the member to extract (possibly with a changed name or mode), ``None`` to skip it
+It returns the member to extract (possibly changed: ``member.replace(name=...)``), ``None`` to skip it
 quietly, or raises a :class:`~bootmem.errors.FilterError` subclass carrying the member.  A
 refused member is skipped and recorded in :attr:`Extraction.skipped` with the reason, and
 extraction goes on (``strict=True``: the refusal is raised and extraction stops there).
@@ -43,7 +43,6 @@ The checks cost a constant number of system calls per entry and no recursion, wh
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import stat
@@ -172,7 +171,7 @@ def _filtered(member: Entry, dest_path: str, *, for_data: bool) -> Entry:
         changes["name"] = name
     if ftype | mode != member.c_mode:
         changes["c_mode"] = ftype | mode
-    return dataclasses.replace(member, **changes) if changes else member
+    return member.replace(**changes) if changes else member
 
 
 def tar_filter(member: Entry, dest_path: str) -> Entry:
@@ -385,7 +384,7 @@ class _HostTarget:
         self.result.entries += 1
         if linked:
             self.selected_links.add(key)
-        return member if rel == member.name else dataclasses.replace(member, name=rel)
+        return member if rel == member.name else member.replace(name=rel)
 
     def _stash(self, entry: Entry, key: _LinkKey) -> Entry | None:
         """The unselected ``entry``, which carries a hardlink set's data, under a private name
@@ -412,7 +411,7 @@ class _HostTarget:
             self.known.add(self.stash_dir)
         name = f"{self.stash_dir}/{len(self.stashed)}"
         self.stashed[name] = entry.name
-        return dataclasses.replace(member, name=name)
+        return member.replace(name=name)
 
     def remove_stash(self) -> None:
         """Remove the private directory and what it holds (selected names keep their links)."""

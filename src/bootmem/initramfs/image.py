@@ -28,7 +28,6 @@ import contextlib
 import io
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Literal
 
@@ -46,6 +45,7 @@ from bootmem.initramfs.compress import (
 )
 from bootmem.initramfs.cpio import HEADER_SIZE, MAGIC_CRC, MAGIC_NEWC, CpioReader, Entry, pad4
 from bootmem.initramfs.uki import initrd_section
+from bootmem.record import Record
 
 #: The most bytes read from a source that cannot be seeked (a pipe) when ``max_decompressed``
 #: is not given: they are copied to a temporary file, so host memory does not grow with them.
@@ -55,8 +55,7 @@ SegmentFormat = Literal["newc", "crc", "mixed"]
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(Record):
     """One raw archive or compressed member of an image, ``[offset, end)`` in the image.
 
     ``compression`` is ``"none"`` for a raw archive, else a name from :mod:`.compress`.
@@ -64,8 +63,14 @@ class Segment:
     segment ends right after its trailer's padding (NULs after it belong to no segment); a
     compressed one where the compressed stream ends.  ``compressed_size`` is ``end - offset``,
     ``uncompressed_size`` the length of the cpio stream, ``entries`` the entries not counting
-    trailers and ``archives`` the trailers seen.
+    trailers and ``archives`` the trailers seen.  Frozen and compared by value (:class:`Record`).
     """
+
+    _FIELDS = (
+        "index", "offset", "end", "compression", "format", "compressed_size", "uncompressed_size",
+        "entries", "archives",
+    )  # fmt: skip
+    __slots__ = _FIELDS
 
     index: int
     offset: int
@@ -76,6 +81,14 @@ class Segment:
     uncompressed_size: int
     entries: int
     archives: int
+
+    def __init__(
+        self, index: int, offset: int, end: int, compression: str, format: SegmentFormat,
+        compressed_size: int, uncompressed_size: int, entries: int, archives: int,
+    ) -> None:  # fmt: skip
+        self._fill(
+            index, offset, end, compression, format, compressed_size, uncompressed_size, entries, archives
+        )
 
 
 class _MemoryImage:
