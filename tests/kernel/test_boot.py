@@ -471,11 +471,13 @@ def test_stashed_slice_makes_release_fail_and_change_nothing() -> None:
 def test_unpacker_stashing_a_slice_stops_the_boot(monkeypatch: pytest.MonkeyPatch) -> None:
     stash: list[memoryview] = []
 
-    def stashing(data: memoryview, fs: Tmpfs, **kwargs: object) -> unpack.UnpackResult:
-        stash.append(data[100:200])
-        return unpack_to_rootfs(data, fs, **kwargs)  # type: ignore[arg-type]
+    unpack_image = unpack._unpack
 
-    monkeypatch.setattr(unpack, "unpack_to_rootfs", stashing)
+    def stashing(image: unpack.ImageBytes, target: unpack.Target, cap: int | None) -> unpack.UnpackResult:
+        stash.append(memoryview(image.read_at(100, 100)))
+        return unpack_image(image, target, cap)
+
+    monkeypatch.setattr(unpack, "_unpack", stashing)
     allocators: list[PageAllocator] = []
     with pytest.raises(RegionBusyError, match="'initramfs unpacker'") as info:
         boot(small_image(), machine=MACHINE, cmdline=SYNC, allocator_hook=allocators.append)
