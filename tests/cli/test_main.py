@@ -79,8 +79,9 @@ def test_ls_imports_only_what_listing_needs(compression: str, tmp_path: Path) ->
     """`bootmem ls` starts in tens of milliseconds, so its start-up is mostly imports: the boot
     model, plotting, rich, numpy and json (only --json needs it) stay out of it, and so do
     shutil (argparse's way to the terminal's width), tempfile (for images on a pipe), the
-    codecs of other compressions, and dataclasses with the inspect, ast, dis and tokenize it
-    imports (7 ms; the records ls reads are :class:`bootmem.record.Record`)."""
+    codecs of other compressions, dataclasses with the inspect, ast, dis and tokenize it
+    imports (7 ms; the records ls reads are :class:`bootmem.record.Record`), and the size
+    pattern of bootmem.units (only --max-size needs it)."""
     from bootmem.initramfs.create import create_image
 
     (tmp_path / "tree").mkdir()
@@ -112,6 +113,7 @@ def test_ls_imports_only_what_listing_needs(compression: str, tmp_path: Path) ->
         "ast",
         "dis",
         "tokenize",
+        "bootmem.units",
     }
     assert not heavy & loaded
 

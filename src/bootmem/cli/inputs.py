@@ -8,7 +8,6 @@ from typing import BinaryIO
 
 from bootmem.errors import UsageError
 from bootmem.initramfs.select import Selection, parse_segments
-from bootmem.units import parse_size
 
 IMAGE_HELP = "the image: a file, a unified kernel image (its .initrd), or '-' for standard input"
 
@@ -40,6 +39,8 @@ def max_size(args: argparse.Namespace) -> int | None:
     text: str | None = getattr(args, "max_size", None)
     if text is None:
         return None
+    from bootmem.units import parse_size  # here: only --max-size pays for its pattern
+
     size = parse_size(text)
     if size <= 0:
         raise UsageError(f"--max-size {text!r}: the cap must be more than 0 bytes")
