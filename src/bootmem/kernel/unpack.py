@@ -416,7 +416,7 @@ class Unpacker:
         return False
 
     def do_reset(self) -> bool:
-        if self.byte_count:
+        if self.byte_count and not self.buf[self.pos]:  # NULs to skip (the next header, mostly, is not)
             window = bytes(self.buf[self.pos : self.pos + 4096])
             run = len(window) - len(window.lstrip(b"\0"))
             while run == len(window) and self.pos + run < len(self.buf):
