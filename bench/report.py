@@ -389,8 +389,11 @@ READING = """\
   work; ratios are the figures to read, and ratios of commands that last tens of milliseconds
   (start-up bound) move the most.
 - bootmem runs in CPython: `python -c pass` alone takes about as long as bsdtar's whole listing
-  of a 10 MB image (the start-up table), and the imports of `bootmem ls` (argparse, dataclasses
-  with inspect, typing, zstandard) come on top, so at 10 MB the listing is start-up bound.
+  of a 10 MB image (the start-up table), and the imports of `bootmem ls` come on top, so at
+  10 MB the listing is start-up bound. What is left of them is argparse (with re, enum and
+  gettext, which calls locale), zstandard (with typing, which its `__init__` imports on Python
+  3.11, and platform), the decompressing thread's queue and threading, and bootmem's own
+  modules (about 3 ms); dataclasses (inspect, ast, dis, tokenize) are no longer among them.
 - Against codecs that decompress at memory speed (zstd, lz4), `bootmem ls` is the interpreter's
   start and imports (the start-up table), the decompression (the same library work as bsdtar's,
   plus python-lz4's copy of each 8 MiB block) and some 15 to 20 us of Python per entry (header
