@@ -486,6 +486,26 @@ def test_sparse_truncate_is_a_hole_at_the_tail(fs: Tmpfs, pa: PageAllocator) -> 
     assert rootfs_pages(pa) == 2 and fs.read("/f") == b"he" + bytes(PAGE_SIZE - 1)
 
 
+def test_open_file_truncate_is_ftruncate(fs: Tmpfs, pa: PageAllocator) -> None:
+    # The open file's inode, not the path's: with another file at its path now, the file
+    # opened (still linked as /g) is the one cut.
+    with fs.create("/f", 0o644) as f:
+        f.write(b"abcdef")
+        fs.link("/f", "/g")
+        fs.unlink("/f")
+        fs.write_file("/f", b"other")
+        f.truncate(3)
+        assert fs.read("/g") == b"abc" and fs.read("/f") == b"other"
+        f.truncate(2 * PAGE_SIZE, sparse=True)  # a hole: no page taken
+        assert fs.stat("/g").st_size == 2 * PAGE_SIZE and rootfs_pages(pa) == 2
+        assert fs.read("/g") == b"abc" + bytes(2 * PAGE_SIZE - 3)
+        assert f.tell() == 6  # the position does not move
+        with raises_errno(errno.EINVAL):
+            f.truncate(-1)
+    with pytest.raises(ValueError, match="closed"):
+        f.truncate(0)
+
+
 def test_truncate_follows_symlinks_and_errors(fs: Tmpfs) -> None:
     fs.write_file("/f", b"abcdef")
     fs.symlink("f", "/l")

@@ -215,6 +215,14 @@ class OpenFile:
                     del error, data
             return len(view)
 
+    def truncate(self, size: int, *, sparse: bool = False) -> None:
+        """Set the open file's size (``ftruncate``), as :meth:`Tmpfs.truncate` does for a path;
+        the position does not move."""
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
+        with self._fs._lock:
+            self._fs._truncate(self.inode, size, sparse, self.path)
+
     def chown(self, uid: int, gid: int) -> None:
         """Set the open file's owner and group (``fchown``)."""
         with self._fs._lock:
@@ -502,18 +510,20 @@ class Tmpfs:
         was.  ``EISDIR`` for a directory, ``EINVAL`` for another type or a negative size.
         """
         with self._lock:
-            inode = self._resolve(path, follow_final=True)
-            if inode.is_dir:
-                raise _error(errno.EISDIR, path)
-            if not inode.is_file or size < 0:
-                raise _error(errno.EINVAL, path, f"truncate to {size}")
-            if size <= inode.size:
-                self._shrink(inode, size)
-            elif sparse:
-                self._zero_tail(inode)
-                inode.size = size
-            else:
-                self._grow(inode, size, path)
+            self._truncate(self._resolve(path, follow_final=True), size, sparse, path)
+
+    def _truncate(self, inode: Inode, size: int, sparse: bool, path: str) -> None:
+        if inode.is_dir:
+            raise _error(errno.EISDIR, path)
+        if not inode.is_file or size < 0:
+            raise _error(errno.EINVAL, path, f"truncate to {size}")
+        if size <= inode.size:
+            self._shrink(inode, size)
+        elif sparse:
+            self._zero_tail(inode)
+            inode.size = size
+        else:
+            self._grow(inode, size, path)
 
     def chown(self, path: str, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
         """Set owner and group; ``follow_symlinks=False`` changes a symlink itself (``lchown``)."""

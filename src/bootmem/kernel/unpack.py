@@ -786,9 +786,9 @@ class TmpfsTarget:
         out.chown(_chown_id(entry.c_uid, out.inode.uid), _chown_id(entry.c_gid, out.inode.gid))
         out.chmod(entry.c_mode)
         if entry.c_filesize:
-            # vfs_truncate(body_len): the promised size at once, as a hole (a linked file
-            # longer than this entry's data is cut).
-            self._quietly(self.fs.truncate, path, entry.c_filesize, sparse=True)
+            # vfs_truncate(body_len) on the opened file: the promised size at once, as a hole
+            # (a linked file longer than this entry's data is cut).
+            self._quietly(out.truncate, entry.c_filesize, sparse=True)
         return _TmpfsSink(out)
 
     def mkdir(self, entry: Entry) -> None:
