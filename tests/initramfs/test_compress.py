@@ -265,12 +265,15 @@ def test_a_huge_lz4_block_size_in_an_image_file_reads_no_more_than_the_file(tmp_
     assert peak < 64 << 20
 
 
-def test_read_into_from_a_file_image(tmp_path: Path) -> None:
+@pytest.mark.parametrize("owned", [False, True], ids=["a caller's file (seek, read)", "its own (pread)"])
+def test_read_into_from_a_file_image(owned: bool, tmp_path: Path) -> None:
     path = tmp_path / "image"
     path.write_bytes(bytes(range(256)) * 4)
     buffer = memoryview(bytearray(300))
     with path.open("rb") as file:
-        image = _FileImage(file, owned=False)
+        image = _FileImage(file, owned=owned)
+        assert image.read_at(1000, 100) == bytes(range(232, 256))
+        assert image.read_at(10, 300) == (bytes(range(256)) * 2)[10:310]
         assert image.readinto_at(1000, buffer) == 24
         assert bytes(buffer[:24]) == bytes(range(232, 256))
         assert image.readinto_at(10, buffer) == 300
@@ -279,6 +282,8 @@ def test_read_into_from_a_file_image(tmp_path: Path) -> None:
         image.window(4, 1000)  # the image is a part of the file: nothing past its end is read
         assert image.readinto_at(990, buffer) == 10
         assert bytes(buffer[:10]) == bytes(range(226, 236))  # file offset 994
+        assert image.read_at(990, 100) == bytes(range(226, 236))
+        assert image.read_at(1000, 100) == b""
 
 
 def test_lz4_frame_is_read() -> None:
