@@ -96,8 +96,11 @@ def test_the_readme_installs_and_boots_on_a_fresh_machine(fresh_clone: Path) -> 
 def test_the_test_script_sets_up_and_runs_the_tests(fresh_clone: Path) -> None:
     install_tests()
     assert readme_block("## Run the tests") == "scripts/test"
+    # The script's own venv, .venv in the clone: a BOOTMEM_VENV of the caller would point
+    # it elsewhere (and reinstall bootmem there from this clone).
     env = {**os.environ}
     env.pop("PYTHONPATH", None)
+    env.pop("BOOTMEM_VENV", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
