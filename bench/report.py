@@ -417,7 +417,28 @@ READING = """\
 - Host memory of `boot()`: the interpreter with bootmem imported (about 33 MiB, numpy about 16
   of it) comes on top of the modelled RAM touched before the boot has done anything, and the
   unpack's buffers and metadata (about 13 MiB at the peak on the 130 MB image) on top of that,
-  so "touched + 32 MiB" is missed by 13 to 15 MiB.
+  so "touched + 32 MiB" is missed by about those buffers up to 256 GiB of modelled RAM, and by
+  the allocator's metadata more at 1 TiB (the scaling table).
+- The goals missed, and where the difference goes (the tables and profiles above):
+  - `ls` of zstd and of the Debian image: the interpreter's start and `ls`'s imports (the
+    start-up table: `python + ls's imports` against bsdtar's whole listing) plus 15 to 20 us of
+    Python an entry; libzstd's work is bsdtar's. At 10 MB the start-up alone is over twice
+    bsdtar's listing, so 1.5x cannot be met by a CPython program that imports argparse and
+    zstandard; at 130 MB the start-up and the entries are about the gap.
+  - `ls` of gzip: CPython's zlib module, decompressing the 130 MB member and nothing else,
+    takes about as long as bsdtar's whole listing (about 425 ms, the same system libz), so the
+    start-up and the Python per entry are the difference.
+  - `ls` and `boot()` of lz4: python-lz4 has no decompress-into-a-buffer call; each 8 MiB
+    block is allocated and copied by it, which bsdtar's liblz4 does not do.
+  - `extract` of the 10 MB and Debian images: both tools spend most of their time in the same
+    `open`, `mkdir` and `write` calls of the host's file system (the profile); what is left is
+    mostly bootmem's start-up, a larger share of a short extraction.
+  - `boot()` of zstd, lz4 and the Debian image: the column "floor + memory file" is already at
+    or over 1.3x the floor. Modelled RAM is a memory file, whose pages the host allocates and
+    zeroes on first write, and no decompressor writes into them directly; `boot()`'s own
+    work (tmpfs, page allocation, the cpio state machine, some 20 us an entry) comes on top.
+    At 10 MB the floor is 9 ms, against which that work per entry and a boot's fixed cost
+    (the machine, the tmpfs mount, the release) weigh the most.
 - A real image finds what generated ones hid: Debian's image holds absolute symlinks
   (`etc/mtab -> /proc/mounts`), which the default `extract` filter (`rootfs`) creates as
   archived and `--filter data` refuses."""
